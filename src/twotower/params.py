@@ -1,0 +1,198 @@
+"""Typed, validated views of params.yaml, one frozen dataclass per section.
+
+Each stage loads only the sections it uses; a bad value fails once, here, with one line
+naming the param, the value and what is accepted.
+"""
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import yaml
+
+from twotower.errors import TwoTowerError
+
+RNN_TYPES = ("GRU", "LSTM", "RNN")
+LOSSES = ("triplet", "cosine", "infonce")
+POOLINGS = ("mean", "max", "last")
+NEGATIVES = ("random", "hard", "mixed")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def _fail(section, name, value, accepted):
+    raise TwoTowerError(f"{section}.{name}: {value!r} is not {accepted}")
+
+
+def _check_int(section, name, value, low, high=None):
+    if isinstance(value, bool) or not isinstance(value, int):
+        _fail(section, name, value, "an integer")
+    if value < low or (high is not None and value > high):
+        bound = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
+        _fail(section, name, value, bound)
+
+
+def _check_float(section, name, value, low, high=None, low_open=False, high_open=False):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        _fail(section, name, value, "a number")
+    too_low = value <= low if low_open else value < low
+    too_high = high is not None and (value >= high if high_open else value > high)
+    if too_low or too_high:
+        left, right = ("(" if low_open else "["), (")" if high_open else "]")
+        upper = "inf)" if high is None else f"{high}{right}"
+        _fail(section, name, value, f"a number in {left}{low}, {upper}")
+
+
+def _check_choice(section, name, value, choices):
+    if value not in choices:
+        _fail(section, name, value, "one of " + ", ".join(choices))
+
+
+def _check_bool(section, name, value):
+    if not isinstance(value, bool):
+        _fail(section, name, value, "true or false")
+
+
+@dataclass(frozen=True)
+class DataParams:
+    raw_dir: str = "data/raw"
+    subsample: float = 1.0
+    subsample_test: bool = False
+    seed: int = 42
+
+    def validate(self):
+        if not isinstance(self.raw_dir, str) or not self.raw_dir:
+            _fail("data", "raw_dir", self.raw_dir, "a folder path")
+        _check_float("data", "subsample", self.subsample, 0, 1, low_open=True)
+        _check_bool("data", "subsample_test", self.subsample_test)
+        _check_int("data", "seed", self.seed, 0)
+
+
+@dataclass(frozen=True)
+class TokenizeParams:
+    min_freq: int = 1
+    max_vocab: int = 100_000
+    max_len_query: int = 32
+    max_len_passage: int = 128
+    seed: int = 42
+
+    def validate(self):
+        _check_int("tokenize", "min_freq", self.min_freq, 1)
+        _check_int("tokenize", "max_vocab", self.max_vocab, 3)
+        _check_int("tokenize", "max_len_query", self.max_len_query, 1)
+        _check_int("tokenize", "max_len_passage", self.max_len_passage, 1)
+        _check_int("tokenize", "seed", self.seed, 0)
+
+
+@dataclass(frozen=True)
+class TripletParams:
+    negatives: str = "mixed"
+    per_query: int = 32
+    seed: int = 42
+
+    def validate(self):
+        _check_choice("triplets", "negatives", self.negatives, NEGATIVES)
+        _check_int("triplets", "per_query", self.per_query, 1)
+        _check_int("triplets", "seed", self.seed, 0)
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    rnn_type: str = "GRU"
+    hidden_dim: int = 128
+    num_layers: int = 1
+    dropout: float = 0.0
+    bidirectional: bool = True
+    shared_encoder: bool = False
+    freeze_embeddings: bool = False
+    pooling: str = "mean"
+    loss: str = "triplet"
+    margin: float = 0.2
+    temperature: float = 0.05
+
+    def validate(self):
+        _check_choice("model", "rnn_type", self.rnn_type, RNN_TYPES)
+        _check_int("model", "hidden_dim", self.hidden_dim, 1)
+        _check_int("model", "num_layers", self.num_layers, 1)
+        _check_float("model", "dropout", self.dropout, 0, 1, high_open=True)
+        _check_bool("model", "bidirectional", self.bidirectional)
+        _check_bool("model", "shared_encoder", self.shared_encoder)
+        _check_bool("model", "freeze_embeddings", self.freeze_embeddings)
+        _check_choice("model", "pooling", self.pooling, POOLINGS)
+        _check_choice("model", "loss", self.loss, LOSSES)
+        _check_float("model", "margin", self.margin, 0, 2)
+        _check_float("model", "temperature", self.temperature, 0, low_open=True)
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    lr: float = 1e-3
+    batch_size: int = 64
+    epochs: int = 5
+    grad_accum_steps: int = 1
+    grad_clip: float = 1.0
+    seed: int = 42
+    device: str = "auto"
+
+    def validate(self):
+        _check_float("train", "lr", self.lr, 0, low_open=True)
+        _check_int("train", "batch_size", self.batch_size, 1)
+        _check_int("train", "epochs", self.epochs, 1)
+        _check_int("train", "grad_accum_steps", self.grad_accum_steps, 1)
+        _check_float("train", "grad_clip", self.grad_clip, 0)
+        _check_int("train", "seed", self.seed, 0)
+        _check_choice("train", "device", self.device, DEVICES)
+
+
+@dataclass(frozen=True)
+class EvalParams:
+    batch_size: int = 512
+    depth: int = 1000
+    device: str = "auto"
+
+    def validate(self):
+        _check_int("eval", "batch_size", self.batch_size, 1)
+        _check_int("eval", "depth", self.depth, 100)
+        _check_choice("eval", "device", self.device, DEVICES)
+
+
+SECTIONS = {
+    "data": DataParams,
+    "tokenize": TokenizeParams,
+    "triplets": TripletParams,
+    "model": ModelParams,
+    "train": TrainParams,
+    "eval": EvalParams,
+}
+
+
+def read_params_file(path="params.yaml") -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise TwoTowerError(f"params file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise TwoTowerError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
+    if not isinstance(raw, dict):
+        raise TwoTowerError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
+    return raw
+
+
+def section_from_dict(name: str, values) -> object:
+    """Build and validate one section; unknown keys are errors, so typos never pass silently."""
+    cls = SECTIONS[name]
+    values = values or {}
+    if not isinstance(values, dict):
+        raise TwoTowerError(f"{name}: expected a mapping, got {values!r}")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise TwoTowerError(
+            f"{name}.{unknown[0]}: unknown param; accepted: " + ", ".join(sorted(known))
+        )
+    params = cls(**values)
+    params.validate()
+    return params
+
+
+def load_section(name: str, path="params.yaml"):
+    return section_from_dict(name, read_params_file(path).get(name))

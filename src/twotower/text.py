@@ -1,0 +1,134 @@
+"""Lowercase word tokenizer, vocabulary and fixed-width token-id arrays.
+
+Id 0 is padding and id 1 unknown, reserved before any word: the original tool padded with
+the id of "the", so every short text looked like it was full of "the".
+"""
+
+import re
+from collections import Counter
+from collections.abc import Iterable
+
+import numpy as np
+
+PAD, UNK = "<pad>", "<unk>"
+PAD_ID, UNK_ID = 0, 1
+_WORD = re.compile(r"\w+")
+
+
+def words(text: str) -> list[str]:
+    """GloVe 6B is lowercased, so we lowercase too; punctuation is dropped."""
+    return _WORD.findall(text.lower())
+
+
+def build_vocab(training_texts: Iterable[str], pretrained_words: list[str],
+                min_freq: int, max_vocab: int) -> list[str]:
+    """Training words (count >= min_freq, most frequent first), then pretrained words in
+    their own frequency order, until `max_vocab` entries (pad and unk included).
+
+    Filling from the pretrained list lets test-time words the training text never saw
+    still map to a meaningful vector instead of <unk>.
+    """
+    counts = Counter(w for t in training_texts for w in words(t))
+    ranked = sorted((w for w, c in counts.items() if c >= min_freq), key=lambda w: (-counts[w], w))
+    vocab = [PAD, UNK]
+    seen = set(vocab)
+    for w in [*ranked, *pretrained_words]:
+        if len(vocab) >= max_vocab:
+            break
+        if w not in seen:
+            seen.add(w)
+            vocab.append(w)
+    return vocab
+
+
+def embedding_matrix(vocab: list[str], pretrained_words: list[str], pretrained: np.ndarray,
+                     seed: int) -> tuple[np.ndarray, int]:
+    """Rows for `vocab`: the pretrained vector where there is one, else small seeded noise.
+
+    Returns the matrix and how many rows were found pretrained. Padding stays all zero.
+    """
+    index = {w: i for i, w in enumerate(pretrained_words)}
+    rng = np.random.default_rng(seed)
+    dim = pretrained.shape[1]
+    matrix = rng.normal(0.0, 0.1, size=(len(vocab), dim)).astype(np.float32)
+    rows = [(i, index[w]) for i, w in enumerate(vocab) if w in index]
+    if rows:
+        ours, theirs = map(np.array, zip(*rows))
+        order = np.argsort(theirs)
+        matrix[ours[order]] = pretrained[theirs[order]]
+    matrix[PAD_ID] = 0.0
+    return matrix, len(rows)
+
+
+class Tokenizer:
+    """Maps texts to padded id arrays; everything it needs is its vocabulary list."""
+
+    def __init__(self, vocab: list[str]):
+        if vocab[:2] != [PAD, UNK]:
+            raise ValueError("vocabulary must start with <pad>, <unk>")
+        self.vocab = list(vocab)
+        self.ids = {w: i for i, w in enumerate(self.vocab)}
+
+    def __len__(self):
+        return len(self.vocab)
+
+    def encode(self, text: str, max_len: int) -> list[int]:
+        """At least one id: an empty text becomes [<unk>] so every sequence has a length."""
+        ids = [self.ids.get(w, UNK_ID) for w in words(text)[:max_len]]
+        return ids or [UNK_ID]
+
+    def encode_batch(self, texts: Iterable[str], max_len: int) -> tuple[np.ndarray, np.ndarray]:
+        """(ids int32 [n, max_len] right-padded with 0, lengths int32 [n])."""
+        encoded = [self.encode(t, max_len) for t in texts]
+        ids = np.zeros((len(encoded), max_len), dtype=np.int32)
+        lengths = np.fromiter((len(e) for e in encoded), dtype=np.int32, count=len(encoded))
+        for row, e in enumerate(encoded):
+            ids[row, : len(e)] = e
+        return ids, lengths
+
+
+class TokenArrays:
+    """Row-aligned token ids and lengths of one table (queries or passages) of a split.
+
+    Files: `{prefix}_ids.npy` (int32 [n, max_len], 0-padded) and `{prefix}_lengths.npy`;
+    loaded memory-mapped so a large corpus is paged in batch by batch.
+    """
+
+    def __init__(self, ids: np.ndarray, lengths: np.ndarray):
+        if len(ids) != len(lengths):
+            raise ValueError(f"{len(ids)} id rows but {len(lengths)} lengths")
+        self.ids, self.lengths = ids, lengths
+
+    def __len__(self):
+        return len(self.lengths)
+
+    @classmethod
+    def load(cls, folder, prefix: str) -> "TokenArrays":
+        from pathlib import Path
+
+        from twotower.errors import TwoTowerError
+
+        folder = Path(folder)
+        try:
+            return cls(np.load(folder / f"{prefix}_ids.npy", mmap_mode="r"),
+                       np.load(folder / f"{prefix}_lengths.npy"))
+        except FileNotFoundError as exc:
+            raise TwoTowerError(f"token arrays missing: {exc.filename} (run the tokenize stage)") from None
+
+    def save(self, folder, prefix: str) -> None:
+        from pathlib import Path
+
+        from twotower.files import save_npy
+
+        save_npy(self.ids, Path(folder) / f"{prefix}_ids.npy")
+        save_npy(self.lengths, Path(folder) / f"{prefix}_lengths.npy")
+
+    def batch(self, rows: np.ndarray, device):
+        """Tensors for `rows`, trimmed to the longest sequence among them."""
+        import torch
+
+        lengths = self.lengths[rows]
+        width = int(lengths.max()) if len(rows) else 1
+        ids = np.asarray(self.ids[rows, :width])
+        return (torch.as_tensor(ids, dtype=torch.long, device=device),
+                torch.as_tensor(lengths, dtype=torch.long, device=device))
