@@ -1,0 +1,56 @@
+"""Dense passage index: embed texts in length-sorted batches and rank by exact dot product."""
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+
+@torch.no_grad()
+def embed(encode, ids: np.ndarray, lengths: np.ndarray, batch_size: int, device,
+          desc: str = "embedding") -> np.ndarray:
+    """Run `encode(ids, lengths)` over all rows; returns float32 [n, dim] in input order.
+
+    Rows are processed sorted by length so each batch is trimmed to its own longest
+    sequence, which saves most of the padding work on skewed MS MARCO lengths.
+    """
+    order = np.argsort(-lengths, kind="stable")
+    out = None
+    for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch",
+                      disable=len(order) <= batch_size):
+        rows = order[start: start + batch_size]
+        batch_len = int(lengths[rows].max())
+        vectors = encode(torch.as_tensor(np.asarray(ids[rows, :batch_len]), dtype=torch.long, device=device),
+                         torch.as_tensor(lengths[rows], dtype=torch.long, device=device))
+        if out is None:
+            out = np.empty((len(order), vectors.shape[1]), dtype=np.float32)
+        out[rows] = vectors.float().cpu().numpy()
+    return out if out is not None else np.empty((0, 0), dtype=np.float32)
+
+
+def top_k(query_vectors: np.ndarray, passage_vectors: np.ndarray, k: int,
+          batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """(scores, passage rows) [nq, k] by dot product, best first; ties go to the lower row."""
+    k = min(k, len(passage_vectors))
+    all_scores = np.empty((len(query_vectors), k), dtype=np.float32)
+    all_rows = np.empty((len(query_vectors), k), dtype=np.int64)
+    for start in range(0, len(query_vectors), batch_size):
+        scores = query_vectors[start: start + batch_size] @ passage_vectors.T
+        part = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < scores.shape[1] else np.tile(np.arange(scores.shape[1]), (len(scores), 1))
+        part_scores = np.take_along_axis(scores, part, axis=1)
+        order = np.lexsort((part, -part_scores), axis=1)
+        all_rows[start: start + len(scores)] = np.take_along_axis(part, order, axis=1)
+        all_scores[start: start + len(scores)] = np.take_along_axis(part_scores, order, axis=1)
+    return all_scores, all_rows
+
+
+def to_run(qids, pids, scores: np.ndarray, rows: np.ndarray) -> pd.DataFrame:
+    """Ranked (qid, pid, rank, score) frame from top_k's output."""
+    pids = np.asarray(pids, dtype=object)
+    n, k = rows.shape
+    return pd.DataFrame({
+        "qid": np.repeat(np.asarray(qids, dtype=object), k),
+        "pid": pids[rows.ravel()],
+        "rank": np.tile(np.arange(1, k + 1), n),
+        "score": scores.ravel().astype(np.float64),
+    })

@@ -1,0 +1,133 @@
+"""The dual encoder: a query tower and a passage tower of RNNs over word vectors.
+
+Each tower is `bag-of-vectors + RNN correction`: the mean of the word vectors plus a linear
+projection of the pooled RNN states, L2-normalised. The projection starts at zero, so an
+untrained model *is* the averaged-GloVe baseline and training can only move it from there;
+with ~100 labelled queries, an RNN that had to learn retrieval from scratch does worse.
+"""
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from twotower.errors import TwoTowerError
+
+CHECKPOINT_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    vocab_size: int
+    embed_dim: int
+    rnn_type: str = "GRU"
+    hidden_dim: int = 128
+    num_layers: int = 1
+    dropout: float = 0.0
+    bidirectional: bool = True
+    shared_encoder: bool = False
+    freeze_embeddings: bool = False
+    pooling: str = "mean"
+
+    @classmethod
+    def from_params(cls, params, vocab_size: int, embed_dim: int) -> "ModelConfig":
+        """Take the architecture fields of a `ModelParams` (loss settings stay with training)."""
+        keep = {f for f in cls.__dataclass_fields__} - {"vocab_size", "embed_dim"}
+        return cls(vocab_size=vocab_size, embed_dim=embed_dim,
+                   **{k: v for k, v in asdict(params).items() if k in keep})
+
+
+class Encoder(nn.Module):
+    """One tower. Padding never reaches the RNN (packed sequences) nor the pooling (masks)."""
+
+    def __init__(self, cfg: ModelConfig, embedding: nn.Embedding):
+        super().__init__()
+        self.cfg = cfg
+        self.embedding = embedding
+        rnn_cls = {"GRU": nn.GRU, "LSTM": nn.LSTM, "RNN": nn.RNN}[cfg.rnn_type]
+        self.rnn = rnn_cls(
+            cfg.embed_dim, cfg.hidden_dim, num_layers=cfg.num_layers, batch_first=True,
+            bidirectional=cfg.bidirectional, dropout=cfg.dropout if cfg.num_layers > 1 else 0.0,
+        )
+        self.dropout = nn.Dropout(cfg.dropout)
+        rnn_dim = cfg.hidden_dim * (2 if cfg.bidirectional else 1)
+        self.project = nn.Linear(rnn_dim, cfg.embed_dim)
+        nn.init.zeros_(self.project.weight)
+        nn.init.zeros_(self.project.bias)
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """ids [B, T] (0 = padding), lengths [B] >= 1  ->  unit vectors [B, embed_dim]."""
+        lengths = lengths.clamp(min=1)
+        ids = ids[:, : int(lengths.max())]
+        mask = (torch.arange(ids.shape[1], device=ids.device)[None, :] < lengths[:, None]).unsqueeze(-1)
+        vectors = self.embedding(ids)
+        bag = (vectors * mask).sum(1) / lengths[:, None].to(vectors.dtype)
+        packed = pack_padded_sequence(self.dropout(vectors), lengths.cpu(), batch_first=True,
+                                      enforce_sorted=False)
+        outputs, hidden = self.rnn(packed)
+        if self.cfg.pooling == "last":
+            h = hidden[0] if isinstance(hidden, tuple) else hidden
+            pooled = torch.cat([h[-2], h[-1]], dim=-1) if self.cfg.bidirectional else h[-1]
+        else:
+            outputs, _ = pad_packed_sequence(outputs, batch_first=True, total_length=ids.shape[1])
+            if self.cfg.pooling == "mean":
+                pooled = (outputs * mask).sum(1) / lengths[:, None].to(outputs.dtype)
+            else:
+                pooled = outputs.masked_fill(~mask, float("-inf")).max(1).values
+        return F.normalize(bag + self.project(self.dropout(pooled)), dim=-1)
+
+
+class TwoTower(nn.Module):
+    """Query and passage towers sharing one word-embedding table.
+
+    The table is shared even with separate RNNs: a word means the same in queries and
+    passages, and the towers' vectors must live in one space for dot products to mean anything.
+    """
+
+    def __init__(self, cfg: ModelConfig, embeddings: torch.Tensor | None = None):
+        super().__init__()
+        self.cfg = cfg
+        self.embedding = nn.Embedding(cfg.vocab_size, cfg.embed_dim, padding_idx=0)
+        if embeddings is not None:
+            if tuple(embeddings.shape) != (cfg.vocab_size, cfg.embed_dim):
+                raise ValueError(f"embeddings {tuple(embeddings.shape)} do not match the config")
+            self.embedding.weight.data.copy_(embeddings)
+        self.embedding.weight.requires_grad_(not cfg.freeze_embeddings)
+        self.query_encoder = Encoder(cfg, self.embedding)
+        self.passage_encoder = self.query_encoder if cfg.shared_encoder else Encoder(cfg, self.embedding)
+
+    def encode_queries(self, ids, lengths):
+        return self.query_encoder(ids, lengths)
+
+    def encode_passages(self, ids, lengths):
+        return self.passage_encoder(ids, lengths)
+
+
+def save_model(model: TwoTower, vocab: list[str], max_len_query: int, max_len_passage: int, path) -> None:
+    """Everything needed to search later, with no params.yaml: weights, config, vocabulary."""
+    from twotower.files import atomic_path
+
+    with atomic_path(path) as tmp:
+        torch.save({
+            "format": CHECKPOINT_FORMAT,
+            "config": asdict(model.cfg),
+            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "vocab": list(vocab),
+            "max_len_query": int(max_len_query),
+            "max_len_passage": int(max_len_passage),
+        }, tmp)
+
+
+def load_model(path, device="cpu") -> tuple[TwoTower, dict]:
+    """(model in eval mode on `device`, the checkpoint dict for its vocab and lengths)."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise TwoTowerError(f"model not found: {path} (run `dvc repro train`)") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise TwoTowerError(f"{path}: not a twotower model checkpoint (format {CHECKPOINT_FORMAT})")
+    model = TwoTower(ModelConfig(**ckpt["config"]))
+    model.load_state_dict(ckpt["state_dict"])
+    return model.to(device).eval(), ckpt

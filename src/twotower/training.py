@@ -1,0 +1,121 @@
+"""The training loop: seed, batch triplets, step, validate each epoch, keep the best epoch."""
+
+import copy
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from twotower.errors import TwoTowerError
+from twotower.index import embed, to_run, top_k
+from twotower.losses import compute_loss
+from twotower.metrics import evaluate_run
+from twotower.text import TokenArrays
+
+
+def select_device(name: str) -> torch.device:
+    """`auto` picks cuda, then mps, then cpu; naming an absent device is an error."""
+    cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
+    if name == "auto":
+        return torch.device("cuda" if cuda else "mps" if mps else "cpu")
+    if (name == "cuda" and not cuda) or (name == "mps" and not mps):
+        raise TwoTowerError(f"device {name!r} requested but not available here; use auto or cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@dataclass
+class Split:
+    """A split's token arrays with the ids that name their rows, and its qrels."""
+
+    qids: np.ndarray
+    queries: TokenArrays
+    pids: np.ndarray
+    passages: TokenArrays
+    qrels: pd.DataFrame
+
+
+def triplet_rows(triplets: pd.DataFrame, split: Split) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Triplet ids -> row numbers into the split's token arrays."""
+    qrow = pd.Series(np.arange(len(split.qids)), index=split.qids)
+    prow = pd.Series(np.arange(len(split.pids)), index=split.pids)
+    try:
+        return (qrow.loc[triplets["qid"]].to_numpy(), prow.loc[triplets["pos_pid"]].to_numpy(),
+                prow.loc[triplets["neg_pid"]].to_numpy())
+    except KeyError as exc:
+        raise TwoTowerError(f"triplets name ids absent from the tokenized split: {exc}") from None
+
+
+@torch.no_grad()
+def rank(model, split: Split, depth: int, batch_size: int, device,
+         passage_vectors: np.ndarray | None = None) -> pd.DataFrame:
+    """Run of every query of `split` against all its passages (or precomputed vectors)."""
+    model.eval()
+    if passage_vectors is None:
+        passage_vectors = embed(model.encode_passages, split.passages.ids, split.passages.lengths,
+                                batch_size, device, desc="passages")
+    query_vectors = embed(model.encode_queries, split.queries.ids, split.queries.lengths,
+                          batch_size, device, desc="queries")
+    scores, rows = top_k(query_vectors, passage_vectors, depth)
+    return to_run(split.qids, split.pids, scores, rows)
+
+
+def validate(model, split: Split, batch_size: int, device) -> dict:
+    run = rank(model, split, depth=100, batch_size=batch_size, device=device)
+    return evaluate_run(run, split.qrels, names=["MRR@10", "nDCG@10", "Recall@100"])
+
+
+def train(model, train_split: Split, triplets: pd.DataFrame, val_split: Split, params, loss: str,
+          margin: float, temperature: float, device, on_epoch=None) -> dict:
+    """Train `model` in place; at the end it holds the weights of the epoch with the best
+    validation MRR@10. `on_epoch(epoch, metrics)` receives each epoch's figures.
+
+    Returns the best epoch's figures (with its number under `epoch`).
+    """
+    q_rows, pos_rows, neg_rows = triplet_rows(triplets, train_split)
+    if len(q_rows) == 0:
+        raise TwoTowerError("no training triplets (does the train split have selected passages?)")
+    model.to(device)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(trainable, lr=params.lr)
+    rng = np.random.default_rng(params.seed)
+    best, best_state = None, None
+    steps_per_epoch = -(-len(q_rows) // params.batch_size)
+    for epoch in range(1, params.epochs + 1):
+        model.train()
+        order = rng.permutation(len(q_rows))
+        total, count = 0.0, 0
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{params.epochs}", unit="batch")
+        for step in bar:
+            rows = order[step * params.batch_size: (step + 1) * params.batch_size]
+            q = model.encode_queries(*train_split.queries.batch(q_rows[rows], device))
+            both = model.encode_passages(*train_split.passages.batch(
+                np.concatenate([pos_rows[rows], neg_rows[rows]]), device))
+            pos, neg = both[: len(rows)], both[len(rows):]
+            same = torch.as_tensor(q_rows[rows][:, None] == q_rows[rows][None, :], device=device)
+            loss_value = compute_loss(loss, q, pos, neg, margin, temperature, same)
+            (loss_value / params.grad_accum_steps).backward()
+            if (step + 1) % params.grad_accum_steps == 0 or step + 1 == steps_per_epoch:
+                if params.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(trainable, params.grad_clip)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            total += float(loss_value) * len(rows)
+            count += len(rows)
+            bar.set_postfix(loss=f"{total / count:.4f}")
+        figures = {"loss": total / count, **validate(model, val_split, 512, device)}
+        if on_epoch:
+            on_epoch(epoch, figures)
+        if best is None or figures["MRR@10"] > best["MRR@10"]:
+            best = {"epoch": epoch, **figures}
+            best_state = copy.deepcopy(model.state_dict())
+    model.load_state_dict(best_state)
+    return best

@@ -1,0 +1,64 @@
+"""Stage evaluate: rank the whole embedded test corpus for every test query and score it.
+
+Writes data/runs/twotower.trec (TREC run, `eval.depth` passages a query), metrics/eval.json
+(ir-measures: P@1/5/10, MRR@10, Recall@10/100, nDCG@10, MAP) and plots/eval/: the
+Precision@K / Recall@K curve as data for `dvc plots` and as a PNG.
+"""
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from twotower.data import load_split
+from twotower.errors import TwoTowerError, exit_on_error
+from twotower.files import atomic_path, write_json
+from twotower.metrics import evaluate_run, precision_recall_curve
+from twotower.model import load_model
+from twotower.params import load_section
+from twotower.plots import plot_precision_recall
+from twotower.runs import write_trec_run
+from twotower.text import TokenArrays
+from twotower.training import Split, rank, select_device
+
+
+@exit_on_error
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--model", default="models/model.pt")
+    parser.add_argument("--prepared", default="data/prepared")
+    parser.add_argument("--tokens", default="data/tokens")
+    parser.add_argument("--index", default="data/index")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--run", default="data/runs/twotower.trec")
+    parser.add_argument("--metrics", default="metrics/eval.json")
+    parser.add_argument("--plots", default="plots/eval")
+    args = parser.parse_args(argv)
+    params = load_section("eval", args.params)
+
+    device = select_device(params.device)
+    model, _ = load_model(args.model, device)
+    tables = load_split(args.prepared, args.split)
+    vectors = np.load(Path(args.index, "embeddings.npy"), mmap_mode="r")
+    pids = pd.read_parquet(Path(args.index, "pids.parquet"))["pid"].to_numpy()
+    if not np.array_equal(pids, tables.passages["pid"].to_numpy()):
+        raise TwoTowerError(f"{args.index} was embedded from other passages; rerun embed_corpus")
+    split = Split(tables.queries["qid"].to_numpy(), TokenArrays.load(Path(args.tokens) / args.split, "queries"),
+                  pids, None, tables.qrels)
+    run = rank(model, split, params.depth, params.batch_size, device, passage_vectors=np.asarray(vectors))
+
+    write_trec_run(run, args.run, tag="twotower")
+    metrics = evaluate_run(run, tables.qrels)
+    write_json(metrics, args.metrics)
+    curve = precision_recall_curve(run, tables.qrels)
+    with atomic_path(args.plots) as out:
+        out.mkdir()
+        curve.to_csv(out / "precision_recall.csv", index=False)
+        plot_precision_recall({"two-tower": curve}, out / "precision_recall.png")
+    print(", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+"""Stage subsample: raw MS MARCO parquet -> normalised queries, passages and qrels per split.
+
+Keeps a seeded fraction `data.subsample` of each split's queries (test whole unless
+`data.subsample_test`), drops queries without a selected passage, and reports every
+dropped row by reason.
+"""
+
+import argparse
+
+from twotower.data import SPLITS, read_split, write_split
+from twotower.errors import exit_on_error
+from twotower.files import atomic_path
+from twotower.params import load_section
+
+
+@exit_on_error
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--out", default="data/prepared")
+    args = parser.parse_args(argv)
+    params = load_section("data", args.params)
+
+    with atomic_path(args.out) as out:
+        for split in SPLITS:
+            fraction = params.subsample if split != "test" or params.subsample_test else 1.0
+            tables = read_split(params.raw_dir, split, fraction, params.seed)
+            write_split(tables, out / split)
+            print(f"{split}: {len(tables.queries)} queries, {len(tables.passages)} passages, "
+                  f"{int(tables.qrels['selected'].sum())} selected of {len(tables.qrels)} judged")
+            for reason, count in sorted(tables.dropped.items()):
+                if count:
+                    print(f"{split}: dropped {count} {reason}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""Stage train: fit the two-tower model on train triplets, pick the epoch by validation MRR@10.
+
+Writes models/model.pt (weights + model config + vocabulary: loadable without params.yaml),
+metrics/train.json (the best epoch's figures) and plots/train/ (per-epoch curves by dvclive).
+"""
+
+import argparse
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from dvclive import Live
+
+from twotower.data import load_split
+from twotower.errors import exit_on_error
+from twotower.files import atomic_path, write_json
+from twotower.model import ModelConfig, TwoTower, save_model
+from twotower.params import load_section
+from twotower.text import TokenArrays
+from twotower.training import Split, seed_everything, select_device, train
+
+
+def load_tokenized(prepared, tokens, split) -> Split:
+    tables = load_split(prepared, split)
+    folder = Path(tokens) / split
+    return Split(tables.queries["qid"].to_numpy(), TokenArrays.load(folder, "queries"),
+                 tables.passages["pid"].to_numpy(), TokenArrays.load(folder, "passages"), tables.qrels)
+
+
+@exit_on_error
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--prepared", default="data/prepared")
+    parser.add_argument("--tokens", default="data/tokens")
+    parser.add_argument("--triplets", default="data/triplets")
+    parser.add_argument("--model", default="models/model.pt")
+    parser.add_argument("--metrics", default="metrics/train.json")
+    parser.add_argument("--plots", default="plots/train")
+    args = parser.parse_args(argv)
+    model_params = load_section("model", args.params)
+    train_params = load_section("train", args.params)
+    tokenize_params = load_section("tokenize", args.params)
+
+    seed_everything(train_params.seed)
+    device = select_device(train_params.device)
+    vocab = Path(args.tokens, "vocab.txt").read_text().splitlines()
+    embeddings = torch.from_numpy(np.load(Path(args.tokens, "embeddings.npy")))
+    config = ModelConfig.from_params(model_params, vocab_size=len(vocab), embed_dim=embeddings.shape[1])
+    model = TwoTower(config, embeddings)
+    train_split = load_tokenized(args.prepared, args.tokens, "train")
+    val_split = load_tokenized(args.prepared, args.tokens, "validation")
+    triplets = pd.read_parquet(Path(args.triplets, "train.parquet"))
+    print(f"device {device}; {len(triplets)} training triplets; "
+          f"{sum(p.numel() for p in model.parameters() if p.requires_grad)} trainable parameters")
+
+    with atomic_path(args.plots) as live_dir:
+        with Live(dir=str(live_dir), dvcyaml=None, save_dvc_exp=False) as live:
+            def log_epoch(epoch, figures):
+                for name, value in figures.items():
+                    live.log_metric(("train/" if name == "loss" else "val/") + name, value, plot=True)
+                live.next_step()
+                print(f"epoch {epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in figures.items()))
+
+            best = train(model, train_split, triplets, val_split, train_params, model_params.loss,
+                         model_params.margin, model_params.temperature, device, on_epoch=log_epoch)
+        (live_dir / "metrics.json").unlink(missing_ok=True)
+        shutil.rmtree(live_dir / "report.html", ignore_errors=True)
+    save_model(model, vocab, tokenize_params.max_len_query, tokenize_params.max_len_passage, args.model)
+    write_json({"best_epoch": best.pop("epoch"), **{f"val/{k}" if k != "loss" else "train/loss": round(v, 6)
+                                                    for k, v in best.items()}}, args.metrics)
+    print(f"kept epoch with validation MRR@10 {best['MRR@10']:.4f}")
+
+
+if __name__ == "__main__":
+    main()
