@@ -1,7 +1,8 @@
 """Stage tokenize: vocabulary, embedding matrix and token-id arrays for every split.
 
 Outputs (data/tokens/): vocab.txt (one word a line; line 0 <pad>, line 1 <unk>),
-embeddings.npy (float32 [vocab, 50], GloVe rows where known), and per split
+embeddings.npy (float32 [vocab, 50], GloVe rows where known), idf.npy (float32 [vocab],
+inverse document frequency over the training passages), and per split
 queries_{ids,lengths}.npy / passages_{ids,lengths}.npy, row-aligned with the
 prepared queries.parquet / passages.parquet.
 """
@@ -13,7 +14,7 @@ from twotower.data import SPLITS, load_split
 from twotower.errors import exit_on_error
 from twotower.files import atomic_path, save_npy
 from twotower.params import load_section
-from twotower.text import TokenArrays, Tokenizer, build_vocab, embedding_matrix
+from twotower.text import TokenArrays, Tokenizer, build_vocab, embedding_matrix, inverse_document_frequency
 from twotower.vectors import load_glove
 
 
@@ -46,6 +47,8 @@ def main(argv=None):
             ):
                 arrays = TokenArrays(*tokenizer.encode_batch(texts, max_len))
                 arrays.save(Path(out) / name, prefix)
+                if (name, prefix) == ("train", "passages"):
+                    save_npy(inverse_document_frequency(arrays.ids, len(vocab)), out / "idf.npy")
                 unknown = (arrays.ids == 1).sum() / max(1, arrays.lengths.sum())
                 print(f"{name} {prefix}: {len(arrays)} rows, mean length "
                       f"{arrays.lengths.mean():.1f}, {unknown:.1%} unknown tokens")

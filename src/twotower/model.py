@@ -1,9 +1,10 @@
 """The dual encoder: a query tower and a passage tower of RNNs over word vectors.
 
-Each tower is `bag-of-vectors + RNN correction`: the mean of the word vectors plus a linear
-projection of the pooled RNN states, L2-normalised. The projection starts at zero, so an
-untrained model *is* the averaged-GloVe baseline and training can only move it from there;
-with ~100 labelled queries, an RNN that had to learn retrieval from scratch does worse.
+Each tower is `bag-of-vectors + RNN correction`: the term-weighted mean of the word vectors
+plus a linear projection of the pooled RNN states, L2-normalised. Term weights start at the
+training corpus' idf and the projection starts at zero, so an untrained model *is* the
+idf-weighted GloVe baseline and training moves it from there; with ~100 labelled queries,
+an RNN that had to learn retrieval from scratch does worse than that baseline.
 """
 
 from dataclasses import asdict, dataclass
@@ -42,10 +43,11 @@ class ModelConfig:
 class Encoder(nn.Module):
     """One tower. Padding never reaches the RNN (packed sequences) nor the pooling (masks)."""
 
-    def __init__(self, cfg: ModelConfig, embedding: nn.Embedding):
+    def __init__(self, cfg: ModelConfig, embedding: nn.Embedding, term_weight: nn.Embedding):
         super().__init__()
         self.cfg = cfg
         self.embedding = embedding
+        self.term_weight = term_weight
         rnn_cls = {"GRU": nn.GRU, "LSTM": nn.LSTM, "RNN": nn.RNN}[cfg.rnn_type]
         self.rnn = rnn_cls(
             cfg.embed_dim, cfg.hidden_dim, num_layers=cfg.num_layers, batch_first=True,
@@ -63,7 +65,8 @@ class Encoder(nn.Module):
         ids = ids[:, : int(lengths.max())]
         mask = (torch.arange(ids.shape[1], device=ids.device)[None, :] < lengths[:, None]).unsqueeze(-1)
         vectors = self.embedding(ids)
-        bag = (vectors * mask).sum(1) / lengths[:, None].to(vectors.dtype)
+        weights = self.term_weight(ids) * mask
+        bag = (vectors * weights).sum(1) / lengths[:, None].to(vectors.dtype)
         packed = pack_padded_sequence(self.dropout(vectors), lengths.cpu(), batch_first=True,
                                       enforce_sorted=False)
         outputs, hidden = self.rnn(packed)
@@ -86,17 +89,29 @@ class TwoTower(nn.Module):
     passages, and the towers' vectors must live in one space for dot products to mean anything.
     """
 
-    def __init__(self, cfg: ModelConfig, embeddings: torch.Tensor | None = None):
+    def __init__(self, cfg: ModelConfig, embeddings: torch.Tensor | None = None,
+                 term_weights: torch.Tensor | None = None):
+        """`embeddings` [vocab, dim] and `term_weights` [vocab] (e.g. idf) initialise the
+        tables; without them (as when loading a checkpoint) weights start at 1."""
         super().__init__()
         self.cfg = cfg
         self.embedding = nn.Embedding(cfg.vocab_size, cfg.embed_dim, padding_idx=0)
-        if embeddings is not None:
-            if tuple(embeddings.shape) != (cfg.vocab_size, cfg.embed_dim):
-                raise ValueError(f"embeddings {tuple(embeddings.shape)} do not match the config")
-            self.embedding.weight.data.copy_(embeddings)
+        self.term_weight = nn.Embedding(cfg.vocab_size, 1, padding_idx=0)
+        nn.init.ones_(self.term_weight.weight)
+        with torch.no_grad():
+            if embeddings is not None:
+                if tuple(embeddings.shape) != (cfg.vocab_size, cfg.embed_dim):
+                    raise ValueError(f"embeddings {tuple(embeddings.shape)} do not match the config")
+                self.embedding.weight.copy_(embeddings)
+            if term_weights is not None:
+                if tuple(term_weights.shape) != (cfg.vocab_size,):
+                    raise ValueError(f"term weights {tuple(term_weights.shape)} do not match the config")
+                self.term_weight.weight.copy_(term_weights[:, None])
+            self.term_weight.weight[0] = 0.0
         self.embedding.weight.requires_grad_(not cfg.freeze_embeddings)
-        self.query_encoder = Encoder(cfg, self.embedding)
-        self.passage_encoder = self.query_encoder if cfg.shared_encoder else Encoder(cfg, self.embedding)
+        self.query_encoder = Encoder(cfg, self.embedding, self.term_weight)
+        self.passage_encoder = (self.query_encoder if cfg.shared_encoder
+                                else Encoder(cfg, self.embedding, self.term_weight))
 
     def encode_queries(self, ids, lengths):
         return self.query_encoder(ids, lengths)

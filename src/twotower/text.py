@@ -60,6 +60,20 @@ def embedding_matrix(vocab: list[str], pretrained_words: list[str], pretrained: 
     return matrix, len(rows)
 
 
+def inverse_document_frequency(ids: np.ndarray, vocab_size: int) -> np.ndarray:
+    """idf = log((N + 1) / (df + 1)) over the rows of a 0-padded id matrix; padding gets 0.
+
+    Starting term weights for the model's bag of word vectors: plain averaging lets "the"
+    and "of" dominate a passage's vector, idf weighting is the classic fix (SIF, BM25).
+    """
+    df = np.zeros(vocab_size, dtype=np.int64)
+    for row in ids:
+        df[np.unique(row)] += 1
+    idf = np.log((len(ids) + 1) / (df + 1)).astype(np.float32)
+    idf[PAD_ID] = 0.0
+    return idf
+
+
 class Tokenizer:
     """Maps texts to padded id arrays; everything it needs is its vocabulary list."""
 
