@@ -2,6 +2,8 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
+# dvc runs each stage's `python -m stages.X` through the shell: make it the venv's python.
+export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: setup data repro test clean-venv
 

@@ -57,18 +57,18 @@ def main(argv=None):
     print(f"device {device}; {len(triplets)} training triplets; "
           f"{sum(p.numel() for p in model.parameters() if p.requires_grad)} trainable parameters")
 
-    with atomic_path(args.plots) as live_dir:
+    with atomic_path(args.plots) as curves:
+        live_dir = curves.parent / "dvclive"
         with Live(dir=str(live_dir), dvcyaml=None, save_dvc_exp=False) as live:
             def log_epoch(epoch, figures):
                 for name, value in figures.items():
-                    live.log_metric(("train/" if name == "loss" else "val/") + name, value, plot=True)
+                    live.log_metric(("train/" if name == "loss" else "val/") + name, value)
                 live.next_step()
                 print(f"epoch {epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in figures.items()))
 
             best = train(model, train_split, triplets, val_split, train_params, model_params.loss,
                          model_params.margin, model_params.temperature, device, on_epoch=log_epoch)
-        (live_dir / "metrics.json").unlink(missing_ok=True)
-        shutil.rmtree(live_dir / "report.html", ignore_errors=True)
+        shutil.move(live_dir / "plots" / "metrics", curves)
     save_model(model, vocab, tokenize_params.max_len_query, tokenize_params.max_len_passage, args.model)
     write_json({"best_epoch": best.pop("epoch"), **{f"val/{k}" if k != "loss" else "train/loss": round(v, 6)
                                                     for k, v in best.items()}}, args.metrics)
