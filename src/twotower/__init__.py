@@ -2,6 +2,15 @@
 
 from twotower.errors import TwoTowerError
 
-
 __all__ = ["Searcher", "TwoTowerError"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    """Import `Searcher` (and with it torch) only when asked for: `twotower validate` and
+    the data stages stay quick to start."""
+    if name == "Searcher":
+        from twotower.search import Searcher
+
+        return Searcher
+    raise AttributeError(f"module 'twotower' has no attribute {name!r}")

@@ -16,7 +16,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from twotower.errors import TwoTowerError
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -144,5 +144,8 @@ def load_model(path, device="cpu") -> tuple[TwoTower, dict]:
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise TwoTowerError(f"{path}: not a twotower model checkpoint (format {CHECKPOINT_FORMAT})")
     model = TwoTower(ModelConfig(**ckpt["config"]))
-    model.load_state_dict(ckpt["state_dict"])
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError:
+        raise TwoTowerError(f"{path}: weights do not fit this version's model; rerun `dvc repro train`") from None
     return model.to(device).eval(), ckpt

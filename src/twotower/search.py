@@ -1,0 +1,131 @@
+"""Ad hoc retrieval with a trained model: rank the embedded corpus, or a list of texts, for a query.
+
+`Searcher.from_pipeline()` needs only the pipeline's products (model, passage index, passage
+texts), so it works in any checkout after `dvc repro` or `dvc pull`, without params.yaml.
+"""
+
+import numbers
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from twotower.errors import TwoTowerError
+from twotower.index import embed
+from twotower.index import top_k as nearest  # `top_k` is search()'s argument name
+from twotower.model import load_model
+from twotower.text import Tokenizer
+from twotower.training import select_device
+
+MODEL = Path("models/model.pt")
+EMBEDDINGS = Path("data/index/embeddings.npy")
+PIDS = Path("data/index/pids.parquet")
+PASSAGES = Path("data/prepared/test/passages.parquet")
+BATCH_SIZE = 256
+
+
+@dataclass(frozen=True)
+class Hit:
+    rank: int
+    pid: str
+    score: float
+    text: str | None
+
+
+class Searcher:
+    """A model (eval mode, on `device`) and optionally an index of passage vectors to rank.
+
+    `texts`, when given, is a mapping pid -> text or a sequence row-aligned with `pids`.
+    """
+
+    def __init__(self, model, tokenizer: Tokenizer, max_len_query: int, max_len_passage: int,
+                 passage_vectors: np.ndarray | None = None, pids: Sequence | None = None,
+                 texts: Mapping | Sequence | None = None, device="cpu"):
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.tokenizer = tokenizer
+        self.max_len_query, self.max_len_passage = int(max_len_query), int(max_len_passage)
+        self._set_index(passage_vectors, pids, texts)
+
+    def _set_index(self, vectors, pids, texts) -> None:
+        if (vectors is None) != (pids is None):
+            raise TwoTowerError("passage vectors and pids come together: give both or neither")
+        if vectors is not None:
+            if len(vectors) != len(pids):
+                raise TwoTowerError(f"index has {len(vectors)} vectors but {len(pids)} pids")
+            if vectors.ndim != 2 or vectors.shape[1] != self.model.cfg.embed_dim:
+                raise TwoTowerError(f"index vectors have shape {vectors.shape} but the model makes "
+                                    f"{self.model.cfg.embed_dim} dimensions: rerun `dvc repro embed_corpus`")
+            pids = np.asarray(pids, dtype=object)
+            if isinstance(texts, Mapping):
+                texts = [texts.get(pid) for pid in pids]
+            if texts is not None and len(texts) != len(pids):
+                raise TwoTowerError(f"{len(texts)} texts for {len(pids)} pids")
+        self.passage_vectors, self.pids, self.texts = vectors, pids, texts
+
+    @classmethod
+    def from_model(cls, path, device="auto") -> "Searcher":
+        """A searcher without an index: rank `documents=` given to each search."""
+        device = select_device(device)
+        model, ckpt = load_model(path, device)
+        return cls(model, Tokenizer(ckpt["vocab"]), ckpt["max_len_query"], ckpt["max_len_passage"],
+                   device=device)
+
+    @classmethod
+    def from_pipeline(cls, root=".", device="auto") -> "Searcher":
+        """The trained model with the embedded test corpus and its texts, as the pipeline left them."""
+        root = Path(root)
+        for path in (root / MODEL, root / EMBEDDINGS, root / PIDS, root / PASSAGES):
+            if not path.is_file():
+                raise TwoTowerError(f"{path} not found: `dvc repro` (or `dvc pull`) in {root} creates it")
+        searcher = cls.from_model(root / MODEL, device)
+        try:
+            vectors = np.load(root / EMBEDDINGS, mmap_mode="r")
+            pids = pd.read_parquet(root / PIDS)["pid"].astype(str).to_numpy()
+            passages = pd.read_parquet(root / PASSAGES, columns=["pid", "text"])
+        except (ValueError, OSError, KeyError) as exc:
+            raise TwoTowerError(f"cannot read the index under {root}: {exc}") from None
+        searcher._set_index(vectors, pids, dict(zip(passages["pid"].astype(str), passages["text"])))
+        return searcher
+
+    def _embed(self, encode, texts: list[str], max_len: int) -> np.ndarray:
+        """Unit vectors [len(texts), dim]; `embed` runs under torch.no_grad."""
+        ids, lengths = self.tokenizer.encode_batch(texts, max_len)
+        return embed(encode, ids, lengths, BATCH_SIZE, self.device)
+
+    def search(self, query: str, top_k: int = 10, documents: Sequence[str] | None = None) -> list[Hit]:
+        """The `top_k` best passages for `query`: from `documents` (pid = position in the list,
+        as str) when given, else from the index."""
+        if not isinstance(query, str) or not query.strip():
+            raise TwoTowerError("query is empty")
+        if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 1:
+            raise TwoTowerError(f"top_k must be a positive integer, got {top_k!r}")
+        if documents is not None:
+            texts = list(documents)
+            pids = [str(i) for i in range(len(texts))]
+            vectors = self._embed(self.model.encode_passages, texts, self.max_len_passage) if texts else None
+        elif self.passage_vectors is None:
+            raise TwoTowerError("no passage index: pass documents=[...] or use Searcher.from_pipeline()")
+        else:
+            vectors, pids, texts = self.passage_vectors, self.pids, self.texts
+        if vectors is None or len(vectors) == 0:
+            return []
+        query_vector = self._embed(self.model.encode_queries, [query], self.max_len_query)
+        scores, rows = nearest(query_vector, vectors, int(top_k))
+        return [Hit(rank=rank, pid=str(pids[row]), score=float(score),
+                    text=_text(texts[row]) if texts is not None else None)
+                for rank, (score, row) in enumerate(zip(scores[0], rows[0]), start=1)]
+
+    def similarity(self, text_a: str, text_b: str) -> float:
+        """Cosine of `text_a` as a query and `text_b` as a passage (the score search ranks by)."""
+        a = self._embed(self.model.encode_queries, [text_a], self.max_len_query)[0]
+        b = self._embed(self.model.encode_passages, [text_b], self.max_len_passage)[0]
+        return float(np.clip(a @ b, -1.0, 1.0))
+
+
+def _text(value) -> str | None:
+    """Missing texts come back from parquet as NaN/None; a Hit says None."""
+    return value if isinstance(value, str) else None
