@@ -44,20 +44,15 @@ def _aggregate(measures: dict, qrels, run) -> dict:
 def evaluate_run(run: pd.DataFrame, qrels: pd.DataFrame, names=None) -> dict:
     """Mean of each measure over the queries that have relevant passages in `qrels`.
 
-    A judged query missing from the run counts as 0 (trec_eval's `-c`), so a system can't
-    score higher by answering fewer queries.
+    A judged query missing from the run counts as 0 (ir-measures does this, like
+    trec_eval's `-c`), so a system can't score higher by answering fewer queries.
     """
     names = names or METRIC_NAMES
     qrels = qrels[qrels["qid"].isin(set(qrels.loc[qrels["selected"], "qid"]))]
     run = _run(run)
-    missing = set(qrels["qid"].astype(str)) - set(run["query_id"])
-    judged = len(set(qrels["qid"]))
     binary = _aggregate({n: m for n, m in BINARY_MEASURES.items() if n in names}, _qrels(qrels, True), run)
     graded = _aggregate({n: m for n, m in GRADED_MEASURES.items() if n in names}, _qrels(qrels, False), run)
     scores = {**binary, **graded}
-    if missing:
-        scale = (judged - len(missing)) / judged
-        scores = {k: v * scale for k, v in scores.items()}
     return {n: round(scores[n], 6) for n in names}
 
 
