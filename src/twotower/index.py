@@ -35,13 +35,24 @@ def top_k(query_vectors: np.ndarray, passage_vectors: np.ndarray, k: int,
     all_scores = np.empty((len(query_vectors), k), dtype=np.float32)
     all_rows = np.empty((len(query_vectors), k), dtype=np.int64)
     for start in range(0, len(query_vectors), batch_size):
-        scores = query_vectors[start: start + batch_size] @ passage_vectors.T
-        part = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < scores.shape[1] else np.tile(np.arange(scores.shape[1]), (len(scores), 1))
-        part_scores = np.take_along_axis(scores, part, axis=1)
-        order = np.lexsort((part, -part_scores), axis=1)
-        all_rows[start: start + len(scores)] = np.take_along_axis(part, order, axis=1)
-        all_scores[start: start + len(scores)] = np.take_along_axis(part_scores, order, axis=1)
+        scores = np.asarray(query_vectors[start: start + batch_size]) @ np.asarray(passage_vectors).T
+        for i, row_scores in enumerate(scores):
+            rows = _best_rows(row_scores, k)
+            all_rows[start + i] = rows
+            all_scores[start + i] = row_scores[rows]
     return all_scores, all_rows
+
+
+def _best_rows(scores: np.ndarray, k: int) -> np.ndarray:
+    """Rows of the k highest scores, ties by lower row. argpartition finds the k-th score in
+    linear time; every row scoring at least that much (ties at the cut included) is sorted."""
+    if k < len(scores):
+        kth = scores[np.argpartition(-scores, k - 1)[k - 1]]
+        candidates = np.flatnonzero(scores >= kth)
+    else:
+        candidates = np.arange(len(scores))
+    order = np.lexsort((candidates, -scores[candidates]))
+    return candidates[order[:k]]
 
 
 def to_run(qids, pids, scores: np.ndarray, rows: np.ndarray) -> pd.DataFrame:
