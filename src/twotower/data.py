@@ -186,7 +186,10 @@ def read_split(raw_dir, split: str, fraction: float = 1.0, seed: int = 0,
             kept_qids = set(queries.loc[keep, "qid"])
             query_parts.append(queries[keep])
             slot_parts.append(_normalise_slots(slots[slots["qid"].isin(kept_qids)], dropped))
-    queries = pd.concat(query_parts, ignore_index=True) if query_parts else pd.DataFrame(columns=["qid", "text"])
+    if not query_parts or sum(len(q) for q in query_parts) == 0:
+        reasons = ", ".join(f"{n} {r}" for r, n in sorted(dropped.items()) if n) or "the files have no rows"
+        raise TwoTowerError(f"{split}: no usable query rows ({reasons})")
+    queries = pd.concat(query_parts, ignore_index=True)
     slots = pd.concat(slot_parts, ignore_index=True)
     return _tables(queries, slots, dropped, split)
 
