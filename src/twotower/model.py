@@ -141,6 +141,8 @@ def load_model(path, device="cpu") -> tuple[TwoTower, dict]:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise TwoTowerError(f"model not found: {path} (run `dvc repro train`)") from None
+    except Exception as exc:  # torch raises pickle, zip and runtime errors alike for a bad file
+        raise TwoTowerError(f"{path}: not a readable model checkpoint ({type(exc).__name__})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise TwoTowerError(f"{path}: not a twotower model checkpoint (format {CHECKPOINT_FORMAT})")
     model = TwoTower(ModelConfig(**ckpt["config"]))
