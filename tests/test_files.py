@@ -1,0 +1,41 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from twotower.files import atomic_path, read_json, save_npy, write_json, write_parquet
+
+
+def test_atomic_path_replaces_file_only_on_success(tmp_path):
+    target = tmp_path / "out" / "table.txt"
+    with atomic_path(target) as tmp:
+        assert tmp != target and tmp.parent.parent == target.parent
+        tmp.write_text("first")
+    assert target.read_text() == "first"
+
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("crash mid-write")
+    assert target.read_text() == "first"
+    assert [p.name for p in target.parent.iterdir()] == ["table.txt"]  # no temporary left
+
+
+def test_atomic_path_replaces_a_directory(tmp_path):
+    target = tmp_path / "prepared"
+    target.mkdir()
+    (target / "stale.parquet").write_text("old")
+    with atomic_path(target) as tmp:
+        tmp.mkdir()
+        (tmp / "fresh.parquet").write_text("new")
+    assert [p.name for p in target.iterdir()] == ["fresh.parquet"]
+
+
+def test_writers_round_trip(tmp_path):
+    df = pd.DataFrame({"qid": ["1", "2"], "text": ["lake", "bank"]})
+    write_parquet(df, tmp_path / "q.parquet")
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "q.parquet"), df)
+    write_json({"b": 1, "a": [1.5]}, tmp_path / "m.json")
+    assert read_json(tmp_path / "m.json") == {"a": [1.5], "b": 1}
+    array = np.arange(6, dtype=np.int32).reshape(2, 3)
+    save_npy(array, tmp_path / "ids.npy")
+    np.testing.assert_array_equal(np.load(tmp_path / "ids.npy"), array)

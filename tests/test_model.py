@@ -1,0 +1,153 @@
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from twotower.errors import TwoTowerError
+from twotower.model import ModelConfig, TwoTower, load_model, save_model
+
+VOCAB, DIM = 30, 8
+VOCAB_WORDS = ["<pad>", "<unk>"] + [f"w{i}" for i in range(VOCAB - 2)]
+
+
+def make_model(seed=0, random_projection=True, **overrides) -> TwoTower:
+    """A small model; the projection is randomised (it starts at zero) so the RNN matters."""
+    torch.manual_seed(seed)
+    cfg = ModelConfig(vocab_size=VOCAB, embed_dim=DIM, hidden_dim=6, **overrides)
+    model = TwoTower(cfg, embeddings=torch.randn(VOCAB, DIM))
+    if random_projection:
+        with torch.no_grad():
+            for encoder in {model.query_encoder, model.passage_encoder}:
+                encoder.project.weight.normal_()
+                encoder.project.bias.normal_()
+    return model.eval()
+
+
+def padded(rows, width):
+    ids = torch.zeros(len(rows), width, dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = torch.tensor(row)
+    return ids, torch.tensor([len(r) for r in rows])
+
+
+ROWS = [[3, 4, 5, 6, 7], [8, 9], [10], [11, 12, 13]]
+
+ARCHITECTURES = list(itertools.product(["GRU", "LSTM", "RNN"], [True, False], ["mean", "max", "last"]))
+
+
+@pytest.mark.parametrize("rnn_type,bidirectional,pooling", ARCHITECTURES)
+def test_shapes_unit_norm_and_padding_is_ignored(rnn_type, bidirectional, pooling):
+    model = make_model(rnn_type=rnn_type, bidirectional=bidirectional, pooling=pooling)
+    with torch.no_grad():
+        narrow = model.encode_queries(*padded(ROWS, 5))
+        wide = model.encode_passages(*padded(ROWS, 20))
+        wide_q = model.encode_queries(*padded(ROWS, 20))
+        alone = model.encode_queries(*padded(ROWS[1:2], 2))
+    assert narrow.shape == wide.shape == (len(ROWS), DIM)
+    torch.testing.assert_close(narrow.norm(dim=-1), torch.ones(len(ROWS)))
+    torch.testing.assert_close(wide.norm(dim=-1), torch.ones(len(ROWS)))
+    # The same texts padded to width 5 or 20, or without a longer neighbour, give the same vectors.
+    torch.testing.assert_close(narrow, wide_q)
+    torch.testing.assert_close(narrow[1:2], alone)
+
+
+def test_random_projection_makes_the_rnn_matter():
+    """Guards the padding test above: with a nonzero projection, pooling changes the output."""
+    ids, lengths = padded(ROWS, 5)
+    with torch.no_grad():
+        mean = make_model(pooling="mean").encode_queries(ids, lengths)
+        last = make_model(pooling="last").encode_queries(ids, lengths)
+    assert not torch.allclose(mean, last)
+
+
+def test_untrained_model_is_normalised_mean_of_word_vectors():
+    embeddings = torch.randn(VOCAB, DIM)
+    model = TwoTower(ModelConfig(vocab_size=VOCAB, embed_dim=DIM, hidden_dim=6), embeddings).eval()
+    ids, lengths = padded(ROWS, 6)
+    expected = torch.stack([F.normalize(embeddings[row].mean(0), dim=0) for row in ROWS])
+    with torch.no_grad():
+        torch.testing.assert_close(model.encode_queries(ids, lengths), expected)
+        torch.testing.assert_close(model.encode_passages(ids, lengths), expected)
+
+
+def test_untrained_model_with_term_weights_is_weighted_mean():
+    embeddings, weights = torch.randn(VOCAB, DIM), torch.rand(VOCAB) + 0.5
+    model = TwoTower(ModelConfig(vocab_size=VOCAB, embed_dim=DIM, hidden_dim=6), embeddings, weights).eval()
+    ids, lengths = padded(ROWS, 6)
+    expected = torch.stack([F.normalize((weights[row, None] * embeddings[row]).sum(0), dim=0) for row in ROWS])
+    with torch.no_grad():
+        torch.testing.assert_close(model.encode_queries(ids, lengths), expected)
+
+
+def test_wrong_embedding_shape_is_rejected():
+    with pytest.raises(ValueError):
+        TwoTower(ModelConfig(vocab_size=VOCAB, embed_dim=DIM), torch.zeros(VOCAB, DIM + 1))
+
+
+def test_shared_encoder_shares_the_tower():
+    model = make_model(shared_encoder=True)
+    assert model.query_encoder is model.passage_encoder
+    ids, lengths = padded(ROWS, 5)
+    with torch.no_grad():
+        torch.testing.assert_close(model.encode_queries(ids, lengths), model.encode_passages(ids, lengths))
+
+
+def test_separate_encoders_share_only_the_embedding_table():
+    model = make_model(shared_encoder=False)
+    assert model.query_encoder is not model.passage_encoder
+    assert model.query_encoder.rnn is not model.passage_encoder.rnn
+    assert model.query_encoder.embedding is model.passage_encoder.embedding is model.embedding
+    ids, lengths = padded(ROWS, 5)
+    with torch.no_grad():
+        assert not torch.allclose(model.encode_queries(ids, lengths), model.encode_passages(ids, lengths))
+    # One table, counted once among the parameters.
+    assert sum(p is model.embedding.weight for p in model.parameters()) == 1
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_freeze_embeddings(freeze):
+    model = make_model(freeze_embeddings=freeze).train()
+    ids, lengths = padded(ROWS, 5)
+    model.encode_queries(ids, lengths).sum().backward()
+    assert model.embedding.weight.requires_grad is not freeze
+    assert (model.embedding.weight.grad is None) is freeze
+    assert model.query_encoder.rnn.weight_ih_l0.grad is not None
+
+
+def test_save_load_round_trip_without_params_yaml(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no params.yaml here
+    model = make_model(rnn_type="LSTM", pooling="max", shared_encoder=False, freeze_embeddings=True)
+    path = tmp_path / "models" / "model.pt"
+    save_model(model, VOCAB_WORDS, max_len_query=7, max_len_passage=21, path=path)
+    loaded, ckpt = load_model(path)
+    assert not loaded.training
+    assert loaded.cfg == model.cfg
+    assert ckpt["vocab"] == VOCAB_WORDS
+    assert (ckpt["max_len_query"], ckpt["max_len_passage"]) == (7, 21)
+    ids, lengths = padded(ROWS, 5)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.encode_queries(ids, lengths), model.encode_queries(ids, lengths),
+                                   rtol=0, atol=0)
+        torch.testing.assert_close(loaded.encode_passages(ids, lengths), model.encode_passages(ids, lengths),
+                                   rtol=0, atol=0)
+    assert list(path.parent.iterdir()) == [path]  # no temporary left behind
+
+
+def test_load_model_missing_path(tmp_path):
+    with pytest.raises(TwoTowerError, match="model not found"):
+        load_model(tmp_path / "nope.pt")
+
+
+def test_load_model_rejects_other_checkpoints(tmp_path):
+    path = tmp_path / "other.pt"
+    torch.save({"state_dict": {}}, path)
+    with pytest.raises(TwoTowerError, match="not a twotower model checkpoint"):
+        load_model(path)
+
+
+def test_load_model_rejects_a_file_that_is_not_a_checkpoint(tmp_path):
+    path = tmp_path / "notes.pt"
+    path.write_text("hello")
+    with pytest.raises(TwoTowerError):
+        load_model(path)

@@ -1,0 +1,105 @@
+from pathlib import Path
+
+import pytest
+
+from twotower.errors import TwoTowerError
+from twotower.params import (SECTIONS, DataParams, ModelParams, load_section, read_params_file,
+                             section_from_dict)
+
+REPO_PARAMS = Path(__file__).parents[1] / "params.yaml"
+
+
+@pytest.mark.parametrize("name", list(SECTIONS))
+def test_defaults_and_repo_params_validate(name):
+    assert section_from_dict(name, None) == SECTIONS[name]()
+    assert isinstance(load_section(name, REPO_PARAMS), SECTIONS[name])
+
+
+def test_values_are_kept():
+    model = section_from_dict("model", {"rnn_type": "LSTM", "hidden_dim": 64, "loss": "infonce"})
+    assert (model.rnn_type, model.hidden_dim, model.loss) == ("LSTM", 64, "infonce")
+    assert model.margin == ModelParams().margin
+    assert section_from_dict("data", {"subsample": 1}).subsample == 1  # an int is a number
+
+
+def test_rnn_type_message_names_param_value_and_choices():
+    with pytest.raises(TwoTowerError) as err:
+        section_from_dict("model", {"rnn_type": "GRUU"})
+    message = str(err.value)
+    assert "model.rnn_type" in message and "'GRUU'" in message and "GRU, LSTM, RNN" in message
+    assert message == "model.rnn_type: 'GRUU' is not one of GRU, LSTM, RNN"
+
+
+BAD_VALUES = [
+    ("train", "lr", -0.001),
+    ("train", "lr", 0),
+    ("data", "subsample", 0),
+    ("data", "subsample", 1.5),
+    ("train", "batch_size", 0),
+    ("tokenize", "max_len_query", 0),
+    ("tokenize", "max_len_passage", 2.5),
+    ("model", "loss", "hinge"),
+    ("model", "pooling", "sum"),
+    ("model", "dropout", 1.0),
+    ("model", "hidden_dim", "128"),
+    ("model", "temperature", 0),
+    ("triplets", "negatives", "semi"),
+    ("eval", "depth", 10),
+    ("train", "device", "tpu"),
+]
+
+
+@pytest.mark.parametrize("section,name,value", BAD_VALUES)
+def test_bad_value_fails_naming_param_and_value(section, name, value):
+    with pytest.raises(TwoTowerError, match=rf"^{section}\.{name}: {value!r} is not "):
+        section_from_dict(section, {name: value})
+
+
+@pytest.mark.parametrize("section,name", [("model", "bidirectional"), ("model", "shared_encoder"),
+                                          ("model", "freeze_embeddings"), ("data", "subsample_test")])
+def test_bool_given_as_string(section, name):
+    with pytest.raises(TwoTowerError, match=rf"^{section}\.{name}: 'true' is not true or false$"):
+        section_from_dict(section, {name: "true"})
+
+
+@pytest.mark.parametrize("section,name", [("train", "batch_size"), ("tokenize", "max_vocab"), ("data", "seed")])
+def test_bool_is_not_an_integer(section, name):
+    with pytest.raises(TwoTowerError, match=rf"^{section}\.{name}: True is not an integer"):
+        section_from_dict(section, {name: True})
+
+
+def test_unknown_key_in_a_section():
+    with pytest.raises(TwoTowerError, match=r"^model\.hiden_dim: unknown param; accepted: .*hidden_dim"):
+        section_from_dict("model", {"hiden_dim": 64})
+
+
+def test_section_must_be_a_mapping():
+    with pytest.raises(TwoTowerError, match="^train: expected a mapping"):
+        section_from_dict("train", [1, 2])
+
+
+def test_params_are_frozen():
+    params = DataParams()
+    with pytest.raises(AttributeError):
+        params.subsample = 0.5
+
+
+def test_params_file_errors(tmp_path):
+    with pytest.raises(TwoTowerError, match="params file not found"):
+        read_params_file(tmp_path / "params.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [unclosed\n")
+    with pytest.raises(TwoTowerError, match="not valid YAML"):
+        read_params_file(bad)
+    listed = tmp_path / "list.yaml"
+    listed.write_text("- a\n- b\n")
+    with pytest.raises(TwoTowerError, match="expected a mapping of sections"):
+        read_params_file(listed)
+
+
+def test_load_section_reads_only_its_section(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("model:\n  rnn_type: RNN\ntrain:\n  lr: 0.01\n")
+    assert load_section("model", path).rnn_type == "RNN"
+    assert load_section("train", path).lr == 0.01
+    assert load_section("eval", path) == SECTIONS["eval"]()
