@@ -16,6 +16,10 @@ LOSSES = ("triplet", "cosine", "infonce")
 POOLINGS = ("mean", "max", "last")
 NEGATIVES = ("random", "hard", "mixed")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+BM25_METHODS = ("lucene", "robertson", "atire", "bm25l", "bm25+")
+STEMMERS = ("english", "none")
+STOPWORDS = ("english", "none")
+FUSIONS = ("rrf", "weighted")
 
 
 def _fail(section, name, value, accepted):
@@ -154,6 +158,45 @@ class EvalParams:
         _check_choice("eval", "device", self.device, DEVICES)
 
 
+@dataclass(frozen=True)
+class Bm25Params:
+    """BM25 as bm25s scores it; k1 0.9, b 0.4 are Anserini's MS MARCO passage settings.
+
+    `stopwords: english` is Lucene's 33-word list; `bm25l` and `bm25+` use bm25s's delta 0.5.
+    """
+
+    k1: float = 0.9
+    b: float = 0.4
+    method: str = "lucene"
+    stemmer: str = "english"
+    stopwords: str = "english"
+    depth: int = 1000
+
+    def validate(self):
+        _check_float("bm25", "k1", self.k1, 0)
+        _check_float("bm25", "b", self.b, 0, 1)
+        _check_choice("bm25", "method", self.method, BM25_METHODS)
+        _check_choice("bm25", "stemmer", self.stemmer, STEMMERS)
+        _check_choice("bm25", "stopwords", self.stopwords, STOPWORDS)
+        _check_int("bm25", "depth", self.depth, 100)
+
+
+@dataclass(frozen=True)
+class HybridParams:
+    """`weight` is the two-tower run's share in `weighted` fusion; `rrf_k` damps rank in `rrf`."""
+
+    method: str = "weighted"
+    rrf_k: int = 60
+    weight: float = 0.3
+    depth: int = 1000
+
+    def validate(self):
+        _check_choice("hybrid", "method", self.method, FUSIONS)
+        _check_int("hybrid", "rrf_k", self.rrf_k, 0)
+        _check_float("hybrid", "weight", self.weight, 0, 1)
+        _check_int("hybrid", "depth", self.depth, 100)
+
+
 SECTIONS = {
     "data": DataParams,
     "tokenize": TokenizeParams,
@@ -161,6 +204,8 @@ SECTIONS = {
     "model": ModelParams,
     "train": TrainParams,
     "eval": EvalParams,
+    "bm25": Bm25Params,
+    "hybrid": HybridParams,
 }
 
 

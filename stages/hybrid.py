@@ -1,0 +1,51 @@
+"""Stage hybrid: fuse the two-tower run with the BM25 run and score the result.
+
+`hybrid.method: rrf` is reciprocal rank fusion with constant `hybrid.rrf_k`; `weighted`
+mixes min-max normalised scores, `hybrid.weight` being the two-tower run's share. Writes
+data/runs/hybrid.trec (tag hybrid) and metrics/hybrid.json (same measures as eval.json).
+"""
+
+import argparse
+from pathlib import Path
+
+from twotower.data import load_split
+from twotower.errors import TwoTowerError, exit_on_error
+from twotower.files import write_json
+from twotower.fusion import fuse
+from twotower.metrics import evaluate_run
+from twotower.params import load_section
+from twotower.runs import read_trec_run, write_trec_run
+
+
+def read_run(path):
+    if not Path(path).is_file():
+        raise TwoTowerError(f"run file not found: {path}")
+    return read_trec_run(path)
+
+
+@exit_on_error
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--prepared", default="data/prepared")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--dense", default="data/runs/twotower.trec", help="the run hybrid.weight applies to")
+    parser.add_argument("--sparse", default="data/runs/bm25.trec")
+    parser.add_argument("--run", default="data/runs/hybrid.trec")
+    parser.add_argument("--metrics", default="metrics/hybrid.json")
+    args = parser.parse_args(argv)
+    params = load_section("hybrid", args.params)
+
+    tables = load_split(args.prepared, args.split)
+    how = f"rrf, k {params.rrf_k}" if params.method == "rrf" else f"weighted, two-tower weight {params.weight}"
+    print(f"fusing {args.dense} and {args.sparse} ({how})")
+    run = fuse(read_run(args.dense), read_run(args.sparse), params)
+
+    write_trec_run(run, args.run, tag="hybrid")
+    metrics = evaluate_run(run, tables.qrels)
+    write_json(metrics, args.metrics)
+    print(", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+
+
+if __name__ == "__main__":
+    main()
