@@ -2,14 +2,16 @@
 
 Keeps a seeded fraction `data.subsample` of each split's queries (test whole unless
 `data.subsample_test`), drops queries without a selected passage, and reports every
-dropped row by reason.
+dropped row by reason. With `data.ict_passages > 0` it also writes an `ict` split of
+inverse-cloze pairs made from the unlabelled `collection.parquet`.
 """
 
 import argparse
 
-from twotower.data import SPLITS, read_split, write_split
+from twotower.data import SPLITS, read_collection, read_split, write_split
 from twotower.errors import exit_on_error
 from twotower.files import atomic_path
+from twotower.ict import inverse_cloze_pairs
 from twotower.params import load_section
 
 
@@ -31,6 +33,10 @@ def main(argv=None):
             for reason, count in sorted(tables.dropped.items()):
                 if count:
                     print(f"{split}: dropped {count} {reason}")
+        if params.ict_passages:
+            pairs = inverse_cloze_pairs(read_collection(params.raw_dir), params.ict_passages, params.seed)
+            write_split(pairs, out / "ict")
+            print(f"ict: {len(pairs.queries)} inverse-cloze pairs from unlabelled passages")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     params = load_section("tokenize", args.params)
 
-    splits = {name: load_split(args.prepared, name) for name in SPLITS}
+    names = [*SPLITS, *(["ict"] if Path(args.prepared, "ict").is_dir() else [])]
+    splits = {name: load_split(args.prepared, name) for name in names}
     train = splits["train"]
     glove_words, glove = load_glove()
     vocab = build_vocab([*train.queries["text"], *train.passages["text"]], glove_words,

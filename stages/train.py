@@ -2,10 +2,13 @@
 
 Writes models/model.pt (weights + model config + vocabulary: loadable without params.yaml),
 metrics/train.json (the best epoch's figures) and plots/train/ (per-epoch curves by dvclive).
+With `train.ict_epochs > 0` the model is first trained on the inverse-cloze split that
+subsample made from unlabelled passages; those epochs come first in the curves.
 """
 
 import argparse
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +17,7 @@ import torch
 from dvclive import Live
 
 from twotower.data import load_split
-from twotower.errors import exit_on_error
+from twotower.errors import TwoTowerError, exit_on_error
 from twotower.files import atomic_path, write_json
 from twotower.model import ModelConfig, TwoTower, save_model
 from twotower.params import load_section
@@ -66,6 +69,15 @@ def main(argv=None):
                 live.next_step()
                 print(f"epoch {epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in figures.items()))
 
+            if train_params.ict_epochs:
+                if not Path(args.prepared, "ict").is_dir():
+                    raise TwoTowerError("train.ict_epochs > 0 needs data.ict_passages > 0 (no ict split)")
+                print(f"pretraining on inverse-cloze pairs for {train_params.ict_epochs} epoch(s)")
+                train(model, load_tokenized(args.prepared, args.tokens, "ict"),
+                      pd.read_parquet(Path(args.triplets, "ict.parquet")), val_split,
+                      replace(train_params, epochs=train_params.ict_epochs, early_stopping=0),
+                      model_params.loss, model_params.margin, model_params.temperature, device,
+                      on_epoch=log_epoch)
             best = train(model, train_split, triplets, val_split, train_params, model_params.loss,
                          model_params.margin, model_params.temperature, device, on_epoch=log_epoch)
         shutil.move(live_dir / "plots" / "metrics", curves)

@@ -84,10 +84,24 @@ def test_mixed_alternates_hard_and_random():
 
 
 def test_invalid_mode():
-    with pytest.raises(TwoTowerError, match="triplets.negatives: 'semi' is not one of random, hard, mixed"):
+    with pytest.raises(TwoTowerError, match="triplets.negatives: 'semi' is not one of random, hard, bm25, mixed"):
         build_triplets(QRELS, PIDS, "semi", per_query=2, seed=0)
 
 
 def test_every_passage_relevant_is_an_error():
     with pytest.raises(TwoTowerError, match="no negatives"):
         build_triplets(QRELS, ["p1", "p2"], "random", per_query=2, seed=0)
+
+
+def test_bm25_negatives_come_from_the_candidates_minus_relevant_passages():
+    qids = sorted(set(QRELS["qid"]))
+    relevant = set(QRELS.loc[QRELS["selected"] | (QRELS["relevance"] > 0), ["qid", "pid"]].itertuples(index=False))
+    candidates = {q: list(PIDS) for q in qids}
+    triplets = build_triplets(QRELS, PIDS, "bm25", per_query=6, seed=0, bm25_candidates=candidates)
+    assert len(triplets) > 0
+    for qid, _, neg in triplets.itertuples(index=False):
+        assert (qid, neg) not in relevant
+    only_first = {q: [PIDS[-1]] for q in qids}
+    triplets = build_triplets(QRELS, PIDS, "bm25", per_query=4, seed=0, bm25_candidates=only_first)
+    usable = [q for q in qids if (q, PIDS[-1]) not in relevant]
+    assert set(triplets.loc[triplets["qid"].isin(usable), "neg_pid"]) == {PIDS[-1]}

@@ -228,6 +228,21 @@ def _tables(queries: pd.DataFrame, slots: pd.DataFrame, dropped: Counter, split:
                        passages.astype({"pid": str, "text": str}), qrels, dropped)
 
 
+def read_collection(raw_dir) -> pd.DataFrame:
+    """Unlabelled passages `{raw_dir}/collection.parquet` (passage_id, passage_text) as (pid, text)."""
+    path = Path(raw_dir) / "collection.parquet"
+    if not path.is_file():
+        raise TwoTowerError(f"{path} not found: data.ict_passages needs unlabelled passages there")
+    names = pq.read_schema(path).names
+    missing = [c for c in ("passage_id", "passage_text") if c not in names]
+    if missing:
+        raise TwoTowerError(f"{path}: missing column(s) {', '.join(missing)}")
+    table = pd.read_parquet(path, columns=["passage_id", "passage_text"])
+    texts = clean_text(table["passage_text"])
+    keep = texts.notna() & (texts != "")
+    return pd.DataFrame({"pid": table.loc[keep, "passage_id"].astype(str), "text": texts[keep].astype(str)})
+
+
 def write_split(tables: SplitTables, out_dir) -> None:
     from twotower.files import write_parquet
 

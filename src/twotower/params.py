@@ -14,7 +14,8 @@ from twotower.errors import TwoTowerError
 RNN_TYPES = ("GRU", "LSTM", "RNN")
 LOSSES = ("triplet", "cosine", "infonce")
 POOLINGS = ("mean", "max", "last")
-NEGATIVES = ("random", "hard", "mixed")
+NEGATIVES = ("random", "hard", "bm25", "mixed")
+LR_SCHEDULES = ("constant", "cosine")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 BM25_METHODS = ("lucene", "robertson", "atire", "bm25l", "bm25+")
 STEMMERS = ("english", "none")
@@ -60,6 +61,7 @@ class DataParams:
     raw_dir: str = "data/raw"
     subsample: float = 1.0
     subsample_test: bool = False
+    ict_passages: int = 0
     seed: int = 42
 
     def validate(self):
@@ -67,6 +69,7 @@ class DataParams:
             _fail("data", "raw_dir", self.raw_dir, "a folder path")
         _check_float("data", "subsample", self.subsample, 0, 1, low_open=True)
         _check_bool("data", "subsample_test", self.subsample_test)
+        _check_int("data", "ict_passages", self.ict_passages, 0)
         _check_int("data", "seed", self.seed, 0)
 
 
@@ -90,11 +93,13 @@ class TokenizeParams:
 class TripletParams:
     negatives: str = "mixed"
     per_query: int = 32
+    bm25_depth: int = 50
     seed: int = 42
 
     def validate(self):
         _check_choice("triplets", "negatives", self.negatives, NEGATIVES)
         _check_int("triplets", "per_query", self.per_query, 1)
+        _check_int("triplets", "bm25_depth", self.bm25_depth, 1)
         _check_int("triplets", "seed", self.seed, 0)
 
 
@@ -133,11 +138,17 @@ class TrainParams:
     epochs: int = 5
     grad_accum_steps: int = 1
     grad_clip: float = 1.0
+    lr_schedule: str = "constant"
+    early_stopping: int = 0
+    ict_epochs: int = 0
     seed: int = 42
     device: str = "auto"
 
     def validate(self):
         _check_float("train", "lr", self.lr, 0, low_open=True)
+        _check_choice("train", "lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        _check_int("train", "early_stopping", self.early_stopping, 0)
+        _check_int("train", "ict_epochs", self.ict_epochs, 0)
         _check_int("train", "batch_size", self.batch_size, 1)
         _check_int("train", "epochs", self.epochs, 1)
         _check_int("train", "grad_accum_steps", self.grad_accum_steps, 1)

@@ -1,6 +1,7 @@
 """The training loop: seed, batch triplets, step, validate each epoch, keep the best epoch."""
 
 import copy
+import math
 import random
 from dataclasses import dataclass
 
@@ -77,6 +78,8 @@ def train(model, train_split: Split, triplets: pd.DataFrame, val_split: Split, p
           margin: float, temperature: float, device, on_epoch=None) -> dict:
     """Train `model` in place; at the end it holds the weights of the epoch with the best
     validation MRR@10. `on_epoch(epoch, metrics)` receives each epoch's figures.
+    `params.lr_schedule: cosine` decays the learning rate to 0 over all steps;
+    `params.early_stopping: N > 0` stops after N epochs without a better MRR@10.
 
     Returns the best epoch's figures (with its number under `epoch`).
     """
@@ -89,6 +92,9 @@ def train(model, train_split: Split, triplets: pd.DataFrame, val_split: Split, p
     rng = np.random.default_rng(params.seed)
     best, best_state = None, None
     steps_per_epoch = -(-len(q_rows) // params.batch_size)
+    updates = params.epochs * -(-steps_per_epoch // params.grad_accum_steps)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda update: (
+        0.5 * (1 + math.cos(math.pi * update / updates)) if params.lr_schedule == "cosine" else 1.0))
     for epoch in range(1, params.epochs + 1):
         model.train()
         order = rng.permutation(len(q_rows))
@@ -107,8 +113,9 @@ def train(model, train_split: Split, triplets: pd.DataFrame, val_split: Split, p
                 if params.grad_clip > 0:
                     torch.nn.utils.clip_grad_norm_(trainable, params.grad_clip)
                 optimizer.step()
+                schedule.step()
                 optimizer.zero_grad(set_to_none=True)
-            total += float(loss_value) * len(rows)
+            total += float(loss_value.detach()) * len(rows)
             count += len(rows)
             bar.set_postfix(loss=f"{total / count:.4f}")
         figures = {"loss": total / count, **validate(model, val_split, 512, device)}
@@ -117,5 +124,8 @@ def train(model, train_split: Split, triplets: pd.DataFrame, val_split: Split, p
         if best is None or figures["MRR@10"] > best["MRR@10"]:
             best = {"epoch": epoch, **figures}
             best_state = copy.deepcopy(model.state_dict())
+        elif params.early_stopping and epoch - best["epoch"] >= params.early_stopping:
+            print(f"early stopping: no better validation MRR@10 since epoch {best['epoch']}")
+            break
     model.load_state_dict(best_state)
     return best
