@@ -4,11 +4,16 @@ Writes models/model.pt (weights + model config + vocabulary: loadable without pa
 metrics/train.json (the best epoch's figures) and plots/train/ (per-epoch curves by dvclive).
 With `train.ict_epochs > 0` the model is first trained on the inverse-cloze split that
 subsample made from unlabelled passages; those epochs come first in the curves.
+The training state is checkpointed after every epoch under --checkpoints (not a DVC
+output); rerunning after a crash or kill continues from there (`train.resume`), and the
+checkpoints are removed once the model is saved.
 """
 
 import argparse
+import hashlib
+import json
 import shutil
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +37,16 @@ def load_tokenized(prepared, tokens, split) -> Split:
                  tables.passages["pid"].to_numpy(), TokenArrays.load(folder, "passages"), tables.qrels)
 
 
+def inputs_fingerprint(param_sections, files) -> str:
+    """What a checkpoint must match to be resumed: the params and the input files' bytes."""
+    digest = hashlib.sha256(json.dumps(param_sections, sort_keys=True).encode())
+    for path in files:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
 @exit_on_error
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
@@ -42,6 +57,7 @@ def main(argv=None):
     parser.add_argument("--model", default="models/model.pt")
     parser.add_argument("--metrics", default="metrics/train.json")
     parser.add_argument("--plots", default="plots/train")
+    parser.add_argument("--checkpoints", default="models/checkpoints")
     args = parser.parse_args(argv)
     model_params = load_section("model", args.params)
     train_params = load_section("train", args.params)
@@ -60,6 +76,11 @@ def main(argv=None):
     print(f"device {device}; {len(triplets)} training triplets; "
           f"{sum(p.numel() for p in model.parameters() if p.requires_grad)} trainable parameters")
 
+    fingerprint = inputs_fingerprint(
+        [asdict(model_params), asdict(train_params), asdict(tokenize_params)],
+        [Path(args.tokens, "vocab.txt"), Path(args.tokens, "embeddings.npy"), Path(args.triplets, "train.parquet"),
+         *([Path(args.triplets, "ict.parquet")] if train_params.ict_epochs else [])])
+    checkpoints = Path(args.checkpoints)
     with atomic_path(args.plots) as curves:
         live_dir = curves.parent / "dvclive"
         with Live(dir=str(live_dir), dvcyaml=None, save_dvc_exp=False) as live:
@@ -77,13 +98,15 @@ def main(argv=None):
                       pd.read_parquet(Path(args.triplets, "ict.parquet")), val_split,
                       replace(train_params, epochs=train_params.ict_epochs, early_stopping=0),
                       model_params.loss, model_params.margin, model_params.temperature, device,
-                      on_epoch=log_epoch)
+                      on_epoch=log_epoch, checkpoint=checkpoints / "ict.pt", fingerprint=fingerprint)
             best = train(model, train_split, triplets, val_split, train_params, model_params.loss,
-                         model_params.margin, model_params.temperature, device, on_epoch=log_epoch)
+                         model_params.margin, model_params.temperature, device, on_epoch=log_epoch,
+                         checkpoint=checkpoints / "train.pt", fingerprint=fingerprint)
         shutil.move(live_dir / "plots" / "metrics", curves)
     save_model(model, vocab, tokenize_params.max_len_query, tokenize_params.max_len_passage, args.model)
     write_json({"best_epoch": best.pop("epoch"), **{f"val/{k}" if k != "loss" else "train/loss": round(v, 6)
                                                     for k, v in best.items()}}, args.metrics)
+    shutil.rmtree(checkpoints, ignore_errors=True)
     print(f"kept epoch with validation MRR@10 {best['MRR@10']:.4f}")
 
 

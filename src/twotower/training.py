@@ -74,58 +74,118 @@ def validate(model, split: Split, batch_size: int, device) -> dict:
     return evaluate_run(run, split.qrels, names=["MRR@10", "nDCG@10", "Recall@100"])
 
 
+def _train_epoch(model, split: Split, rows3, order, optimizer, schedule, trainable, params,
+                 loss: str, margin: float, temperature: float, device, desc: str) -> float:
+    """One pass over the triplets in `order`; returns the mean loss."""
+    q_rows, pos_rows, neg_rows = rows3
+    model.train()
+    steps = -(-len(order) // params.batch_size)
+    total, count = 0.0, 0
+    bar = tqdm(range(steps), desc=desc, unit="batch")
+    for step in bar:
+        rows = order[step * params.batch_size: (step + 1) * params.batch_size]
+        q = model.encode_queries(*split.queries.batch(q_rows[rows], device))
+        both = model.encode_passages(*split.passages.batch(np.concatenate([pos_rows[rows], neg_rows[rows]]), device))
+        pos, neg = both[: len(rows)], both[len(rows):]
+        same = torch.as_tensor(q_rows[rows][:, None] == q_rows[rows][None, :], device=device)
+        loss_value = compute_loss(loss, q, pos, neg, margin, temperature, same)
+        (loss_value / params.grad_accum_steps).backward()
+        if (step + 1) % params.grad_accum_steps == 0 or step + 1 == steps:
+            if params.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(trainable, params.grad_clip)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad(set_to_none=True)
+        total += float(loss_value.detach()) * len(rows)
+        count += len(rows)
+        bar.set_postfix(loss=f"{total / count:.4f}")
+    return total / count
+
+
 def train(model, train_split: Split, triplets: pd.DataFrame, val_split: Split, params, loss: str,
-          margin: float, temperature: float, device, on_epoch=None) -> dict:
+          margin: float, temperature: float, device, on_epoch=None,
+          checkpoint=None, fingerprint: str = "") -> dict:
     """Train `model` in place; at the end it holds the weights of the epoch with the best
     validation MRR@10. `on_epoch(epoch, metrics)` receives each epoch's figures.
     `params.lr_schedule: cosine` decays the learning rate to 0 over all steps;
     `params.early_stopping: N > 0` stops after N epochs without a better MRR@10.
 
+    With a `checkpoint` path, the whole training state (weights, optimizer, schedule, random
+    generators, best epoch, figures so far) is saved there after every epoch. If the file
+    exists with the same `fingerprint` (params and inputs) and `params.resume` is true,
+    training continues after its last epoch, replaying earlier epochs' figures to
+    `on_epoch`, and ends with the same weights as a run that was never interrupted.
+
     Returns the best epoch's figures (with its number under `epoch`).
     """
-    q_rows, pos_rows, neg_rows = triplet_rows(triplets, train_split)
-    if len(q_rows) == 0:
+    rows3 = triplet_rows(triplets, train_split)
+    if len(rows3[0]) == 0:
         raise TwoTowerError("no training triplets (does the train split have selected passages?)")
     model.to(device)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(trainable, lr=params.lr)
     rng = np.random.default_rng(params.seed)
-    best, best_state = None, None
-    steps_per_epoch = -(-len(q_rows) // params.batch_size)
+    steps_per_epoch = -(-len(rows3[0]) // params.batch_size)
     updates = params.epochs * -(-steps_per_epoch // params.grad_accum_steps)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda update: (
         0.5 * (1 + math.cos(math.pi * update / updates)) if params.lr_schedule == "cosine" else 1.0))
-    for epoch in range(1, params.epochs + 1):
-        model.train()
-        order = rng.permutation(len(q_rows))
-        total, count = 0.0, 0
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch}/{params.epochs}", unit="batch")
-        for step in bar:
-            rows = order[step * params.batch_size: (step + 1) * params.batch_size]
-            q = model.encode_queries(*train_split.queries.batch(q_rows[rows], device))
-            both = model.encode_passages(*train_split.passages.batch(
-                np.concatenate([pos_rows[rows], neg_rows[rows]]), device))
-            pos, neg = both[: len(rows)], both[len(rows):]
-            same = torch.as_tensor(q_rows[rows][:, None] == q_rows[rows][None, :], device=device)
-            loss_value = compute_loss(loss, q, pos, neg, margin, temperature, same)
-            (loss_value / params.grad_accum_steps).backward()
-            if (step + 1) % params.grad_accum_steps == 0 or step + 1 == steps_per_epoch:
-                if params.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(trainable, params.grad_clip)
-                optimizer.step()
-                schedule.step()
-                optimizer.zero_grad(set_to_none=True)
-            total += float(loss_value.detach()) * len(rows)
-            count += len(rows)
-            bar.set_postfix(loss=f"{total / count:.4f}")
-        figures = {"loss": total / count, **validate(model, val_split, 512, device)}
-        if on_epoch:
-            on_epoch(epoch, figures)
-        if best is None or figures["MRR@10"] > best["MRR@10"]:
-            best = {"epoch": epoch, **figures}
-            best_state = copy.deepcopy(model.state_dict())
-        elif params.early_stopping and epoch - best["epoch"] >= params.early_stopping:
+    state = {"epoch": 0, "best": None, "best_state": None, "history": []}
+    if checkpoint is not None and getattr(params, "resume", True):
+        saved = _load_checkpoint(checkpoint, fingerprint)
+        if saved is not None:
+            model.load_state_dict(saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
+            schedule.load_state_dict(saved["schedule"])
+            rng.bit_generator.state = saved["rng"]
+            torch.set_rng_state(saved["torch_rng"])
+            state = {k: saved[k] for k in state}
+            print(f"resuming from {checkpoint} after epoch {state['epoch']}")
+            for epoch, figures in state["history"]:
+                if on_epoch:
+                    on_epoch(epoch, figures)
+    best = state["best"]
+    for epoch in range(state["epoch"] + 1, params.epochs + 1):
+        if best is not None and params.early_stopping and epoch - 1 - best["epoch"] >= params.early_stopping:
             print(f"early stopping: no better validation MRR@10 since epoch {best['epoch']}")
             break
-    model.load_state_dict(best_state)
+        order = rng.permutation(len(rows3[0]))
+        mean_loss = _train_epoch(model, train_split, rows3, order, optimizer, schedule, trainable, params,
+                                 loss, margin, temperature, device, desc=f"epoch {epoch}/{params.epochs}")
+        figures = {"loss": mean_loss, **validate(model, val_split, 512, device)}
+        if on_epoch:
+            on_epoch(epoch, figures)
+        state["history"].append((epoch, figures))
+        if best is None or figures["MRR@10"] > best["MRR@10"]:
+            best = {"epoch": epoch, **figures}
+            state["best_state"] = copy.deepcopy(model.state_dict())
+        state.update(epoch=epoch, best=best)
+        if checkpoint is not None:
+            _save_checkpoint(checkpoint, fingerprint, state, model, optimizer, schedule, rng)
+    model.load_state_dict(state["best_state"])
     return best
+
+
+def _save_checkpoint(path, fingerprint, state, model, optimizer, schedule, rng) -> None:
+    from twotower.files import atomic_path
+
+    with atomic_path(path) as tmp:
+        torch.save({**state, "fingerprint": fingerprint, "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                    "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()}, tmp)
+
+
+def _load_checkpoint(path, fingerprint):
+    """The saved state, or None when there is none or it belongs to other params or inputs."""
+    from pathlib import Path
+
+    if not Path(path).is_file():
+        return None
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # a checkpoint we cannot read is as good as none
+        print(f"ignoring unreadable checkpoint {path} ({type(exc).__name__})")
+        return None
+    if saved.get("fingerprint") != fingerprint:
+        print(f"ignoring checkpoint {path}: it was made with other params or inputs")
+        return None
+    return saved

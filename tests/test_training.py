@@ -1,0 +1,125 @@
+"""Training loop: it learns, it is seeded, and a resumed run ends where an unbroken one does."""
+
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from twotower.model import ModelConfig, TwoTower
+from twotower.params import TrainParams
+from twotower.text import TokenArrays
+from twotower.training import Split, seed_everything, train
+
+VOCAB, DIM, TOPICS = 40, 8, 4
+
+
+def make_split(seed, n_queries=16):
+    """Query i is about topic i % 4; its positive passage uses that topic's words (ids 2 + 10t ...)."""
+    rng = np.random.default_rng(seed)
+    q_ids, p_ids, qrels = [], [], []
+    for i in range(n_queries):
+        topic = i % TOPICS
+        words = 2 + 10 * topic + rng.integers(0, 10, size=(2, 6))
+        q_ids.append(words[0, :3])
+        p_ids.append(words[1])
+        qrels.append((f"q{i}", f"p{i}", 2, True))
+    q = np.stack(q_ids).astype(np.int32)
+    p = np.stack(p_ids).astype(np.int32)
+    return Split(np.array([f"q{i}" for i in range(n_queries)], dtype=object),
+                 TokenArrays(q, np.full(len(q), q.shape[1], dtype=np.int32)),
+                 np.array([f"p{i}" for i in range(n_queries)], dtype=object),
+                 TokenArrays(p, np.full(len(p), p.shape[1], dtype=np.int32)),
+                 pd.DataFrame(qrels, columns=["qid", "pid", "relevance", "selected"]))
+
+
+def triplets_for(split, seed=0):
+    rng = np.random.default_rng(seed)
+    n = len(split.qids)
+    negatives = [(i + 1 + rng.integers(n - 1)) % n for i in range(n)]
+    return pd.DataFrame({"qid": split.qids, "pos_pid": split.pids, "neg_pid": split.pids[negatives]})
+
+
+def fresh_model():
+    seed_everything(0)
+    cfg = ModelConfig(vocab_size=VOCAB + 2, embed_dim=DIM, hidden_dim=6, dropout=0.1)
+    return TwoTower(cfg, torch.randn(VOCAB + 2, DIM))
+
+
+PARAMS = TrainParams(lr=0.01, batch_size=4, epochs=3, seed=0, device="cpu")
+
+
+def run(checkpoint=None, on_epoch=None, params=PARAMS):
+    model = fresh_model()
+    split, val = make_split(0), make_split(1, n_queries=8)
+    best = train(model, split, triplets_for(split), val, params, "triplet", 0.2, 0.05, torch.device("cpu"),
+                 on_epoch=on_epoch, checkpoint=checkpoint, fingerprint="f")
+    return model, best
+
+
+def weights(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_same_seed_same_weights():
+    a, best_a = run()
+    b, best_b = run()
+    assert best_a == best_b
+    assert all(torch.equal(v, weights(b)[k]) for k, v in weights(a).items())
+
+
+def test_training_improves_validation_over_untrained_model():
+    figures = []
+    run(on_epoch=lambda epoch, f: figures.append(f), params=replace(PARAMS, epochs=6))
+    untrained = TrainParams(lr=1e-12, batch_size=4, epochs=1, seed=0, device="cpu")
+    before = []
+    run(on_epoch=lambda epoch, f: before.append(f), params=untrained)
+    assert max(f["MRR@10"] for f in figures) > before[0]["MRR@10"]
+
+
+class Killed(Exception):
+    pass
+
+
+def test_resume_after_interruption_gives_the_same_weights(tmp_path):
+    straight, best_straight = run()
+    checkpoint = tmp_path / "train.pt"
+
+    def die_in_epoch_3(epoch, figures):
+        if epoch == 3:
+            raise Killed
+
+    with pytest.raises(Killed):
+        run(checkpoint=checkpoint, on_epoch=die_in_epoch_3)
+    assert checkpoint.is_file()
+    seen = []
+    resumed, best_resumed = run(checkpoint=checkpoint, on_epoch=lambda e, f: seen.append(e))
+    assert seen == [1, 2, 3]
+    assert best_resumed == best_straight
+    assert all(torch.equal(v, weights(resumed)[k]) for k, v in weights(straight).items())
+
+
+def test_checkpoint_from_other_inputs_is_ignored(tmp_path):
+    checkpoint = tmp_path / "train.pt"
+    run(checkpoint=checkpoint)
+    model = fresh_model()
+    split, val = make_split(0), make_split(1, n_queries=8)
+    seen = []
+    train(model, split, triplets_for(split), val, PARAMS, "triplet", 0.2, 0.05, torch.device("cpu"),
+          on_epoch=lambda e, f: seen.append(e), checkpoint=checkpoint, fingerprint="other")
+    assert seen == [1, 2, 3]
+
+
+def test_resume_false_starts_over(tmp_path):
+    checkpoint = tmp_path / "train.pt"
+    run(checkpoint=checkpoint)
+    seen = []
+    run(checkpoint=checkpoint, on_epoch=lambda e, f: seen.append(e), params=replace(PARAMS, resume=False))
+    assert seen == [1, 2, 3]
+
+
+def test_early_stopping_stops():
+    seen = []
+    run(on_epoch=lambda e, f: seen.append(e), params=replace(PARAMS, epochs=30, lr=1e-9, early_stopping=1))
+    assert len(seen) < 30
