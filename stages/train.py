@@ -2,6 +2,8 @@
 
 Writes models/model.pt (weights + model config + vocabulary: loadable without params.yaml),
 metrics/train.json (the best epoch's figures) and plots/train/ (per-epoch curves by dvclive).
+Runs as is under `torchrun --nproc_per_node N -m stages.train ...` (DistributedDataParallel;
+the first process writes the outputs).
 With `train.ict_epochs > 0` the model is first trained on the inverse-cloze split that
 subsample made from unlabelled passages; those epochs come first in the curves.
 The training state is checkpointed after every epoch under --checkpoints (not a DVC
@@ -21,6 +23,7 @@ import pandas as pd
 import torch
 from dvclive import Live
 
+from twotower import distributed
 from twotower.data import load_split
 from twotower.errors import TwoTowerError, exit_on_error
 from twotower.files import atomic_path, write_json
@@ -64,7 +67,7 @@ def main(argv=None):
     tokenize_params = load_section("tokenize", args.params)
 
     seed_everything(train_params.seed)
-    device = select_device(train_params.device)
+    device = distributed.setup(select_device(train_params.device))
     vocab = Path(args.tokens, "vocab.txt").read_text().splitlines()
     embeddings = torch.from_numpy(np.load(Path(args.tokens, "embeddings.npy")))
     config = ModelConfig.from_params(model_params, vocab_size=len(vocab), embed_dim=embeddings.shape[1])
@@ -81,6 +84,25 @@ def main(argv=None):
         [Path(args.tokens, "vocab.txt"), Path(args.tokens, "embeddings.npy"), Path(args.triplets, "train.parquet"),
          *([Path(args.triplets, "ict.parquet")] if train_params.ict_epochs else [])])
     checkpoints = Path(args.checkpoints)
+
+    def fit(on_epoch):
+        if train_params.ict_epochs:
+            if not Path(args.prepared, "ict").is_dir():
+                raise TwoTowerError("train.ict_epochs > 0 needs data.ict_passages > 0 (no ict split)")
+            print(f"pretraining on inverse-cloze pairs for {train_params.ict_epochs} epoch(s)")
+            train(model, load_tokenized(args.prepared, args.tokens, "ict"),
+                  pd.read_parquet(Path(args.triplets, "ict.parquet")), val_split,
+                  replace(train_params, epochs=train_params.ict_epochs, early_stopping=0),
+                  model_params.loss, model_params.margin, model_params.temperature, device,
+                  on_epoch=on_epoch, checkpoint=checkpoints / "ict.pt", fingerprint=fingerprint)
+        return train(model, train_split, triplets, val_split, train_params, model_params.loss,
+                     model_params.margin, model_params.temperature, device, on_epoch=on_epoch,
+                     checkpoint=checkpoints / "train.pt", fingerprint=fingerprint)
+
+    if not distributed.is_main():
+        fit(on_epoch=None)
+        distributed.cleanup()
+        return
     with atomic_path(args.plots) as curves:
         live_dir = curves.parent / "dvclive"
         with Live(dir=str(live_dir), dvcyaml=None, save_dvc_exp=False) as live:
@@ -90,23 +112,13 @@ def main(argv=None):
                 live.next_step()
                 print(f"epoch {epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in figures.items()))
 
-            if train_params.ict_epochs:
-                if not Path(args.prepared, "ict").is_dir():
-                    raise TwoTowerError("train.ict_epochs > 0 needs data.ict_passages > 0 (no ict split)")
-                print(f"pretraining on inverse-cloze pairs for {train_params.ict_epochs} epoch(s)")
-                train(model, load_tokenized(args.prepared, args.tokens, "ict"),
-                      pd.read_parquet(Path(args.triplets, "ict.parquet")), val_split,
-                      replace(train_params, epochs=train_params.ict_epochs, early_stopping=0),
-                      model_params.loss, model_params.margin, model_params.temperature, device,
-                      on_epoch=log_epoch, checkpoint=checkpoints / "ict.pt", fingerprint=fingerprint)
-            best = train(model, train_split, triplets, val_split, train_params, model_params.loss,
-                         model_params.margin, model_params.temperature, device, on_epoch=log_epoch,
-                         checkpoint=checkpoints / "train.pt", fingerprint=fingerprint)
+            best = fit(log_epoch)
         shutil.move(live_dir / "plots" / "metrics", curves)
     save_model(model, vocab, tokenize_params.max_len_query, tokenize_params.max_len_passage, args.model)
     write_json({"best_epoch": best.pop("epoch"), **{f"val/{k}" if k != "loss" else "train/loss": round(v, 6)
                                                     for k, v in best.items()}}, args.metrics)
     shutil.rmtree(checkpoints, ignore_errors=True)
+    distributed.cleanup()
     print(f"kept epoch with validation MRR@10 {best['MRR@10']:.4f}")
 
 

@@ -1,6 +1,9 @@
 """Training loop: it learns, it is seeded, and a resumed run ends where an unbroken one does."""
 
+import subprocess
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -10,7 +13,7 @@ import torch
 from twotower.model import ModelConfig, TwoTower
 from twotower.params import TrainParams
 from twotower.text import TokenArrays
-from twotower.training import Split, seed_everything, train
+from twotower.training import Split, epoch_batches, seed_everything, train
 
 VOCAB, DIM, TOPICS = 40, 8, 4
 
@@ -123,3 +126,26 @@ def test_early_stopping_stops():
     seen = []
     run(on_epoch=lambda e, f: seen.append(e), params=replace(PARAMS, epochs=30, lr=1e-9, early_stopping=1))
     assert len(seen) < 30
+
+
+def test_bucketed_batches_cover_every_triplet_once_with_similar_lengths():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 200, size=1000)
+    order = rng.permutation(1000)
+    plain = epoch_batches(order, lengths, 32, 1, np.random.default_rng(1))
+    bucketed = epoch_batches(order, lengths, 32, 8, np.random.default_rng(1))
+    assert sorted(np.concatenate(bucketed)) == list(range(1000))
+    assert [list(b) for b in plain] == [list(order[i:i + 32]) for i in range(0, 1000, 32)]
+    spread = lambda batches: np.mean([lengths[b].max() - lengths[b].min() for b in batches])  # noqa: E731
+    assert spread(bucketed) < spread(plain) / 3
+
+
+def test_torchrun_two_processes_end_with_identical_weights(tmp_path):
+    worker = Path(__file__).with_name("ddp_worker.py")
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                             str(worker), str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    first, second = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
+    assert first.keys() == second.keys()
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    assert not all(torch.equal(first[k], fresh_model().state_dict()[k]) for k in first)

@@ -113,6 +113,10 @@ class TwoTower(nn.Module):
         self.passage_encoder = (self.query_encoder if cfg.shared_encoder
                                 else Encoder(cfg, self.embedding, self.term_weight))
 
+    def forward(self, query_ids, query_lengths, passage_ids, passage_lengths):
+        """Both towers in one call, so DistributedDataParallel sees (and syncs) every step."""
+        return self.encode_queries(query_ids, query_lengths), self.encode_passages(passage_ids, passage_lengths)
+
     def encode_queries(self, ids, lengths):
         return self.query_encoder(ids, lengths)
 

@@ -4,6 +4,7 @@ Each stage loads only the sections it uses; a bad value fails once, here, with o
 naming the param, the value and what is accepted.
 """
 
+import difflib
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -21,6 +22,7 @@ BM25_METHODS = ("lucene", "robertson", "atire", "bm25l", "bm25+")
 STEMMERS = ("english", "none")
 STOPWORDS = ("english", "none")
 FUSIONS = ("rrf", "weighted")
+INDEXES = ("exact", "hnsw", "ivf")
 
 
 def _fail(section, name, value, accepted):
@@ -138,17 +140,21 @@ class TrainParams:
     epochs: int = 5
     grad_accum_steps: int = 1
     grad_clip: float = 1.0
+    bucket_size: int = 1
     lr_schedule: str = "constant"
     early_stopping: int = 0
     ict_epochs: int = 0
+    resume: bool = True
     seed: int = 42
     device: str = "auto"
 
     def validate(self):
         _check_float("train", "lr", self.lr, 0, low_open=True)
+        _check_int("train", "bucket_size", self.bucket_size, 1)
         _check_choice("train", "lr_schedule", self.lr_schedule, LR_SCHEDULES)
         _check_int("train", "early_stopping", self.early_stopping, 0)
         _check_int("train", "ict_epochs", self.ict_epochs, 0)
+        _check_bool("train", "resume", self.resume)
         _check_int("train", "batch_size", self.batch_size, 1)
         _check_int("train", "epochs", self.epochs, 1)
         _check_int("train", "grad_accum_steps", self.grad_accum_steps, 1)
@@ -159,14 +165,30 @@ class TrainParams:
 
 @dataclass(frozen=True)
 class EvalParams:
+    """`index: exact` ranks by brute force; `hnsw` / `ivf` search a faiss index that
+    embed_corpus builds (see `twotower.ann`), trading a little recall for speed on large
+    corpora. `hnsw_ef_search` and `ivf_nprobe` are search-time settings (evaluate only)."""
+
     batch_size: int = 512
     depth: int = 1000
     device: str = "auto"
+    index: str = "exact"
+    hnsw_m: int = 32
+    hnsw_ef_construction: int = 200
+    hnsw_ef_search: int = 128
+    ivf_nlist: int = 256
+    ivf_nprobe: int = 32
 
     def validate(self):
         _check_int("eval", "batch_size", self.batch_size, 1)
         _check_int("eval", "depth", self.depth, 100)
         _check_choice("eval", "device", self.device, DEVICES)
+        _check_choice("eval", "index", self.index, INDEXES)
+        _check_int("eval", "hnsw_m", self.hnsw_m, 2)
+        _check_int("eval", "hnsw_ef_construction", self.hnsw_ef_construction, 1)
+        _check_int("eval", "hnsw_ef_search", self.hnsw_ef_search, 1)
+        _check_int("eval", "ivf_nlist", self.ivf_nlist, 1)
+        _check_int("eval", "ivf_nprobe", self.ivf_nprobe, 1)
 
 
 @dataclass(frozen=True)
@@ -239,12 +261,9 @@ def section_from_dict(name: str, values) -> object:
     values = values or {}
     if not isinstance(values, dict):
         raise TwoTowerError(f"{name}: expected a mapping, got {values!r}")
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(values) - known)
+    unknown = _unknown_keys(name, values)
     if unknown:
-        raise TwoTowerError(
-            f"{name}.{unknown[0]}: unknown param; accepted: " + ", ".join(sorted(known))
-        )
+        raise TwoTowerError(unknown[0])
     params = cls(**values)
     params.validate()
     return params
@@ -252,3 +271,43 @@ def section_from_dict(name: str, values) -> object:
 
 def load_section(name: str, path="params.yaml"):
     return section_from_dict(name, read_params_file(path).get(name))
+
+
+def _unknown(what: str, kind: str, known) -> str:
+    close = difflib.get_close_matches(what.rsplit(".", 1)[-1], known, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return f"{what}: unknown {kind}; accepted: " + ", ".join(sorted(known)) + hint
+
+
+def _unknown_keys(name: str, values: dict) -> list[str]:
+    known = [f.name for f in fields(SECTIONS[name])]
+    return [_unknown(f"{name}.{key}", "param", known) for key in sorted(map(str, values)) if key not in known]
+
+
+def validate_all(raw: dict) -> list[str]:
+    """Every problem in a whole params mapping, one message each (`twotower validate`).
+
+    Unlike `section_from_dict`, which stops at the first bad value, this checks each known
+    key on its own against the section's defaults, so a file with three typos gets three
+    lines; they are the very messages a stage fails with, one at a time.
+    """
+    problems = [_unknown(str(name), "section", list(SECTIONS)) for name in raw if name not in SECTIONS]
+    for name, cls in SECTIONS.items():
+        values = raw.get(name) or {}
+        if not isinstance(values, dict):
+            problems.append(f"{name}: expected a mapping, got {values!r}")
+            continue
+        known = {f.name for f in fields(cls)}
+        found = _unknown_keys(name, values)
+        for key in sorted(k for k in values if k in known):
+            try:
+                section_from_dict(name, {key: values[key]})
+            except TwoTowerError as exc:
+                found.append(str(exc))
+        if not found:
+            try:
+                section_from_dict(name, values)  # any rule that ties several keys together
+            except TwoTowerError as exc:
+                found.append(str(exc))
+        problems += found
+    return problems

@@ -10,6 +10,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from twotower import distributed
 from twotower.errors import TwoTowerError
 from twotower.index import embed, to_run, top_k
 from twotower.losses import compute_loss
@@ -74,23 +75,49 @@ def validate(model, split: Split, batch_size: int, device) -> dict:
     return evaluate_run(run, split.qrels, names=["MRR@10", "nDCG@10", "Recall@100"])
 
 
-def _train_epoch(model, split: Split, rows3, order, optimizer, schedule, trainable, params,
+def epoch_batches(order: np.ndarray, lengths: np.ndarray, batch_size: int, bucket_size: int,
+                  rng: np.random.Generator) -> list[np.ndarray]:
+    """Cut a permutation of triplets into batches.
+
+    With `bucket_size` > 1, each window of `bucket_size` batches' worth of triplets is sorted
+    by length before cutting, and the batches are then shuffled: batches hold similar
+    lengths (little padding, cheaper RNN steps) while their order stays random.
+    """
+    if bucket_size <= 1:
+        return [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
+    window = batch_size * bucket_size
+    batches = []
+    for start in range(0, len(order), window):
+        chunk = order[start: start + window]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches.extend(chunk[i: i + batch_size] for i in range(0, len(chunk), batch_size))
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def _train_epoch(model, split: Split, rows3, batches, optimizer, schedule, trainable, params,
                  loss: str, margin: float, temperature: float, device, desc: str) -> float:
-    """One pass over the triplets in `order`; returns the mean loss."""
+    """One pass over `batches` of triplet indices; returns the mean loss.
+
+    Under torchrun each process takes every world_size-th triplet of each batch and DDP
+    averages the gradients, so the step matches one process with the whole batch.
+    """
     q_rows, pos_rows, neg_rows = rows3
     model.train()
-    steps = -(-len(order) // params.batch_size)
+    rank, world = distributed.rank(), distributed.world_size()
+    batches = [b for b in batches if len(b) >= world]  # every process must take part in each step
     total, count = 0.0, 0
-    bar = tqdm(range(steps), desc=desc, unit="batch")
-    for step in bar:
-        rows = order[step * params.batch_size: (step + 1) * params.batch_size]
-        q = model.encode_queries(*split.queries.batch(q_rows[rows], device))
-        both = model.encode_passages(*split.passages.batch(np.concatenate([pos_rows[rows], neg_rows[rows]]), device))
+    bar = tqdm(batches, desc=desc, unit="batch", disable=not distributed.is_main())
+    for step, rows in enumerate(bar):
+        rows = rows[rank::world]
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            q, both = model(*split.queries.batch(q_rows[rows], device),
+                            *split.passages.batch(np.concatenate([pos_rows[rows], neg_rows[rows]]), device))
+            q, both = q.float(), both.float()
         pos, neg = both[: len(rows)], both[len(rows):]
         same = torch.as_tensor(q_rows[rows][:, None] == q_rows[rows][None, :], device=device)
         loss_value = compute_loss(loss, q, pos, neg, margin, temperature, same)
         (loss_value / params.grad_accum_steps).backward()
-        if (step + 1) % params.grad_accum_steps == 0 or step + 1 == steps:
+        if (step + 1) % params.grad_accum_steps == 0 or step + 1 == len(batches):
             if params.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(trainable, params.grad_clip)
             optimizer.step()
@@ -123,9 +150,12 @@ def train(model, train_split: Split, triplets: pd.DataFrame, val_split: Split, p
         raise TwoTowerError("no training triplets (does the train split have selected passages?)")
     model.to(device)
     trainable = [p for p in model.parameters() if p.requires_grad]
+    replica = distributed.wrap(model, device)
+    triplet_lengths = np.maximum(train_split.passages.lengths[rows3[1]], train_split.passages.lengths[rows3[2]])
     optimizer = torch.optim.Adam(trainable, lr=params.lr)
     rng = np.random.default_rng(params.seed)
-    steps_per_epoch = -(-len(rows3[0]) // params.batch_size)
+    steps_per_epoch = len(epoch_batches(np.arange(len(rows3[0])), triplet_lengths, params.batch_size,
+                                        params.bucket_size, np.random.default_rng(0)))
     updates = params.epochs * -(-steps_per_epoch // params.grad_accum_steps)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda update: (
         0.5 * (1 + math.cos(math.pi * update / updates)) if params.lr_schedule == "cosine" else 1.0))
@@ -148,8 +178,9 @@ def train(model, train_split: Split, triplets: pd.DataFrame, val_split: Split, p
         if best is not None and params.early_stopping and epoch - 1 - best["epoch"] >= params.early_stopping:
             print(f"early stopping: no better validation MRR@10 since epoch {best['epoch']}")
             break
-        order = rng.permutation(len(rows3[0]))
-        mean_loss = _train_epoch(model, train_split, rows3, order, optimizer, schedule, trainable, params,
+        batches = epoch_batches(rng.permutation(len(rows3[0])), triplet_lengths, params.batch_size,
+                                params.bucket_size, rng)
+        mean_loss = _train_epoch(replica, train_split, rows3, batches, optimizer, schedule, trainable, params,
                                  loss, margin, temperature, device, desc=f"epoch {epoch}/{params.epochs}")
         figures = {"loss": mean_loss, **validate(model, val_split, 512, device)}
         if on_epoch:
@@ -159,7 +190,7 @@ def train(model, train_split: Split, triplets: pd.DataFrame, val_split: Split, p
             best = {"epoch": epoch, **figures}
             state["best_state"] = copy.deepcopy(model.state_dict())
         state.update(epoch=epoch, best=best)
-        if checkpoint is not None:
+        if checkpoint is not None and distributed.is_main():
             _save_checkpoint(checkpoint, fingerprint, state, model, optimizer, schedule, rng)
     model.load_state_dict(state["best_state"])
     return best
