@@ -2,13 +2,13 @@
 
 Keeps a seeded fraction `data.subsample` of each split's queries (test whole unless
 `data.subsample_test`), drops queries without a selected passage, and reports every
-dropped row by reason. With `data.ict_passages > 0` it also writes an `ict` split of
-inverse-cloze pairs made from the unlabelled `collection.parquet`.
+dropped row and every cleaned text by reason. With `data.ict_passages > 0` it also writes
+an `ict` split of inverse-cloze pairs made from the unlabelled `collection.parquet`.
 """
 
 import argparse
 
-from twotower.data import SPLITS, read_collection, read_split, write_split
+from twotower.data import SPLITS, check_raw, read_collection, read_split, write_split
 from twotower.errors import exit_on_error
 from twotower.files import atomic_path
 from twotower.ict import inverse_cloze_pairs
@@ -22,6 +22,7 @@ def main(argv=None):
     parser.add_argument("--out", default="data/prepared")
     args = parser.parse_args(argv)
     params = load_section("data", args.params)
+    check_raw(params.raw_dir)
 
     with atomic_path(args.out) as out:
         for split in SPLITS:
@@ -33,6 +34,9 @@ def main(argv=None):
             for reason, count in sorted(tables.dropped.items()):
                 if count:
                     print(f"{split}: dropped {count} {reason}")
+            for reason, count in sorted(tables.cleaned.items()):
+                if count:
+                    print(f"{split}: cleaned {count} {reason}")
         if params.ict_passages:
             pairs = inverse_cloze_pairs(read_collection(params.raw_dir), params.ict_passages, params.seed)
             write_split(pairs, out / "ict")

@@ -39,3 +39,24 @@ def test_writers_round_trip(tmp_path):
     array = np.arange(6, dtype=np.int32).reshape(2, 3)
     save_npy(array, tmp_path / "ids.npy")
     np.testing.assert_array_equal(np.load(tmp_path / "ids.npy"), array)
+
+
+def test_temporaries_of_killed_writers_are_cleared(tmp_path):
+    """A SIGKILLed stage leaves `.{name}.{pid}-*.tmp`; the next write of that output removes it."""
+    import os
+    import subprocess
+    import sys
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    dead_pid = int(gone.stdout)
+    stale = tmp_path / f".model.pt.{dead_pid}-abc.tmp"
+    (stale / "model.pt").mkdir(parents=True)
+    live = tmp_path / f".model.pt.{os.getppid()}-def.tmp"  # a process that is still running
+    live.mkdir()
+    other = tmp_path / f".model.pt.x.{dead_pid}-ghi.tmp"  # another output's temporary
+    other.mkdir()
+    with atomic_path(tmp_path / "model.pt") as tmp:
+        tmp.write_text("weights")
+    assert not stale.exists() and live.exists() and other.exists()
+    assert (tmp_path / "model.pt").read_text() == "weights"

@@ -45,6 +45,8 @@ BAD_VALUES = [
     ("model", "temperature", 0),
     ("triplets", "negatives", "semi"),
     ("eval", "depth", 10),
+    ("eval", "index", "annoy"),
+    ("eval", "ivf_nprobe", 0),
     ("train", "device", "tpu"),
 ]
 

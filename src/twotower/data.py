@@ -38,6 +38,7 @@ class SplitTables:
     passages: pd.DataFrame
     qrels: pd.DataFrame
     dropped: Counter = field(default_factory=Counter)
+    cleaned: Counter = field(default_factory=Counter)
 
 
 def split_files(raw_dir, split: str) -> list[Path]:
@@ -59,32 +60,62 @@ def split_files(raw_dir, split: str) -> list[Path]:
     )
 
 
-def check_schema(path: Path) -> pa.Schema:
+def _is_text(t) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) \
+        or pa.types.is_large_binary(t)
+
+
+def _is_id(t) -> bool:
+    return pa.types.is_integer(t) or pa.types.is_string(t) or pa.types.is_large_string(t)
+
+
+def _is_flag(t) -> bool:
+    return pa.types.is_integer(t) or pa.types.is_boolean(t)
+
+
+# What each column (and each list of `passages`) may hold; binary text is decoded as UTF-8.
+_COLUMN_TYPES = {"query_id": (_is_id, "integers or strings"), "query": (_is_text, "strings")}
+_PASSAGE_TYPES = {"is_selected": (_is_flag, "integers or booleans"), "passage_text": (_is_text, "strings"),
+                  "passage_id": (_is_id, "integers or strings"), "relevance": (pa.types.is_integer, "integers")}
+
+
+def schema_problems(path: Path) -> list[str]:
+    """Every way the file's schema differs from what `read_split` needs, one message each."""
     try:
         schema = pq.read_schema(path)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise TwoTowerError(f"{path}: not a readable parquet file ({exc})") from None
+    except (pa.ArrowException, OSError) as exc:
+        return [f"{path}: not a readable parquet file ({exc})"]
     missing = [c for c in REQUIRED_COLUMNS if c not in schema.names]
     if missing:
-        raise TwoTowerError(
-            f"{path}: missing column(s) {', '.join(missing)}; "
-            f"expected {', '.join(REQUIRED_COLUMNS)} (Hugging Face ms_marco schema)"
-        )
+        return [f"{path}: missing column(s) {', '.join(missing)}; "
+                f"expected {', '.join(REQUIRED_COLUMNS)} (Hugging Face ms_marco schema)"]
+    problems = []
+    for name, (ok, accepted) in _COLUMN_TYPES.items():
+        if not ok(schema.field(name).type):
+            problems.append(f"{path}: column '{name}' is {schema.field(name).type}, expected {accepted}")
     ptype = schema.field("passages").type
     if not pa.types.is_struct(ptype):
-        raise TwoTowerError(
-            f"{path}: column 'passages' is {ptype}, expected a struct of lists "
-            "{is_selected, passage_text, ...}"
-        )
+        return problems + [f"{path}: column 'passages' is {ptype}, expected a struct of lists "
+                           "{is_selected, passage_text, ...}"]
     names = [ptype.field(i).name for i in range(ptype.num_fields)]
     missing = [f for f in REQUIRED_PASSAGE_FIELDS if f not in names]
     if missing:
-        raise TwoTowerError(f"{path}: passages is missing field(s) {', '.join(missing)}")
+        problems.append(f"{path}: passages is missing field(s) {', '.join(missing)}")
     for name in names:
         ftype = ptype.field(name).type
         if not (pa.types.is_list(ftype) or pa.types.is_large_list(ftype)):
-            raise TwoTowerError(f"{path}: passages.{name} is {ftype}, expected a list")
-    return schema
+            problems.append(f"{path}: passages.{name} is {ftype}, expected a list")
+        elif name in _PASSAGE_TYPES and not _PASSAGE_TYPES[name][0](ftype.value_type):
+            problems.append(f"{path}: passages.{name} is {ftype}, expected a list of {_PASSAGE_TYPES[name][1]}")
+    return problems
+
+
+def check_schema(path: Path) -> pa.Schema:
+    """The file's schema, or a TwoTowerError naming its first problem."""
+    problems = schema_problems(path)
+    if problems:
+        raise TwoTowerError(problems[0])
+    return pq.read_schema(path)
 
 
 def clean_text(texts: pd.Series) -> pd.Series:
@@ -113,51 +144,90 @@ def keep_fraction(qids: pd.Series, fraction: float, seed: int) -> np.ndarray:
     return (digests.to_numpy(dtype=np.float64) / 2.0**64) < fraction
 
 
+def _decode(array: pa.Array) -> tuple[pd.Series, np.ndarray]:
+    """Texts as str (missing stays missing) and a mask of values that were not valid UTF-8.
+
+    Parquet strings should be UTF-8, but binary columns, and files from careless writers,
+    may hold anything; such values become missing so their rows are dropped and counted.
+    """
+    invalid = np.zeros(len(array), dtype=bool)
+    if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
+        try:
+            array.validate(full=True)
+            return array.to_pandas(), invalid
+        except pa.ArrowInvalid:
+            array = array.view(pa.large_binary() if pa.types.is_large_string(array.type) else pa.binary())
+    try:
+        return pc.cast(array, pa.large_string()).to_pandas(), invalid
+    except pa.ArrowInvalid:
+        pass
+    values = []
+    for i, raw in enumerate(array.to_pylist()):
+        try:
+            values.append(None if raw is None else raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            values.append(None)
+            invalid[i] = True
+    return pd.Series(values, dtype=object), invalid
+
+
+def _texts(array: pa.Array) -> dict:
+    """Cleaned text plus two masks for the counts: not UTF-8, and had control characters."""
+    raw, invalid = _decode(array)
+    raw = raw.astype("string")
+    control = raw.str.contains(_CONTROL, regex=True).fillna(False).to_numpy(dtype=bool)
+    return {"text": clean_text(raw).to_numpy(dtype=object), "invalid": invalid, "control": control}
+
+
 def _flatten_batch(batch: pa.RecordBatch, dropped: Counter):
-    """One record batch -> (queries, passage slots) as DataFrames; dirty rows counted and dropped."""
-    passages = batch.column("passages")
-    names = [passages.type.field(i).name for i in range(passages.type.num_fields)]
-    lengths = {n: pc.list_value_length(passages.field(n)).to_numpy(zero_copy_only=False) for n in names}
-    text_len = np.nan_to_num(lengths["passage_text"].astype(float), nan=-1)
-    ok = np.ones(batch.num_rows, dtype=bool)
+    """One record batch -> (queries, passage slots) as DataFrames; rows whose passage lists
+    are missing or disagree in length are counted and dropped here, dirty texts later."""
+    names = batch.schema.field("passages").type
+    names = [names.field(i).name for i in range(names.num_fields)]
+    lists = dict(zip(names, batch.column("passages").flatten()))  # struct nulls become list nulls
+    lengths = {n: np.nan_to_num(pc.list_value_length(lists[n]).to_numpy(zero_copy_only=False).astype(float),
+                                nan=-1) for n in names}
+    missing = lengths["passage_text"] < 0
+    ok = ~missing
     for n in names:
-        if n == "url":
-            continue
-        ok &= np.nan_to_num(lengths[n].astype(float), nan=-1) == text_len
-    ok &= text_len >= 0
-    dropped["rows whose passage lists differ in length"] += int((~ok).sum())
+        if n != "url":
+            ok &= lengths[n] == lengths["passage_text"]
+    dropped["rows without passages"] += int(missing.sum())
+    dropped["rows whose passage lists differ in length"] += int((~ok & ~missing).sum())
     if not ok.all():
         batch = batch.filter(pa.array(ok))
-        passages = batch.column("passages")
+        lists = dict(zip(names, batch.column("passages").flatten()))
 
-    queries = pd.DataFrame(
-        {
-            "qid": pd.Series(batch.column("query_id").to_pylist(), dtype="object").map(
-                lambda q: None if q is None else str(q)
-            ),
-            "text": clean_text(batch.column("query").to_pandas()),
-        }
-    )
-    parents = pc.list_parent_indices(passages.field("passage_text")).to_numpy()
-    slots = pd.DataFrame(
-        {
-            "row": parents,
-            "text": clean_text(pc.list_flatten(passages.field("passage_text")).to_pandas()),
-            "selected": pc.list_flatten(passages.field("is_selected")).to_pandas(),
-        }
-    )
+    queries = pd.DataFrame({
+        "qid": pd.Series(batch.column("query_id").to_pylist(), dtype="object").map(
+            lambda q: None if q is None else str(q)),
+        **_texts(batch.column("query")),
+    })
+    parents = pc.list_parent_indices(lists["passage_text"]).to_numpy()
+    slots = pd.DataFrame({
+        "row": parents,
+        **_texts(pc.list_flatten(lists["passage_text"])),
+        "selected": pc.list_flatten(lists["is_selected"]).to_pandas(),
+    })
     if "passage_id" in names:
-        slots["passage_id"] = pc.list_flatten(passages.field("passage_id")).to_pandas()
+        slots["passage_id"] = pc.list_flatten(lists["passage_id"]).to_pandas()
     if "relevance" in names:
-        slots["relevance"] = pc.list_flatten(passages.field("relevance")).to_pandas()
+        slots["relevance"] = pc.list_flatten(lists["relevance"]).to_pandas()
     slots["qid"] = queries["qid"].to_numpy()[parents]
     return queries, slots
 
 
-def _normalise_slots(slots: pd.DataFrame, dropped: Counter) -> pd.DataFrame:
-    empty = slots["text"].isna() | (slots["text"] == "")
-    dropped["empty or missing passage texts"] += int(empty.sum())
-    slots = slots[~empty].copy()
+# Passage texts dropped one by one: how a query can lose the positives its row had.
+_TEXT_DROPS = ("empty or missing passage texts", "passage texts that are not valid UTF-8")
+
+
+def _normalise_slots(slots: pd.DataFrame, dropped: Counter, cleaned: Counter) -> pd.DataFrame:
+    invalid = slots["invalid"].to_numpy(dtype=bool)
+    empty = (slots["text"].isna() | (slots["text"] == "")).to_numpy(dtype=bool) & ~invalid
+    dropped[_TEXT_DROPS[0]] += int(empty.sum())
+    dropped[_TEXT_DROPS[1]] += int(invalid.sum())
+    slots = slots[~(invalid | empty)].copy()
+    cleaned["passage texts with control characters (replaced by spaces)"] += int(slots["control"].sum())
     slots["selected"] = slots["selected"].fillna(0).astype(int) > 0
     if "relevance" in slots:
         slots["relevance"] = slots["relevance"].fillna(0).astype(int)
@@ -171,39 +241,110 @@ def _normalise_slots(slots: pd.DataFrame, dropped: Counter) -> pd.DataFrame:
     return slots[["qid", "pid", "text", "relevance", "selected"]]
 
 
+def _batches(path: Path, batch_size: int):
+    """The file's record batches; a damaged file is a TwoTowerError, not a pyarrow traceback."""
+    try:
+        yield from pq.ParquetFile(path).iter_batches(batch_size=batch_size)
+    except (pa.ArrowException, OSError) as exc:
+        raise TwoTowerError(f"{path}: cannot read ({exc})") from None
+
+
+def _read_batches(batches, fraction: float, seed: int):
+    """Queries and passage slots of the kept queries, with drop and clean counts by reason."""
+    dropped, cleaned = Counter(), Counter()
+    query_parts, slot_parts = [], []
+    for batch in batches:
+        queries, slots = _flatten_batch(batch, dropped)
+        no_qid = queries["qid"].isna().to_numpy(dtype=bool)
+        invalid = queries["invalid"].to_numpy(dtype=bool) & ~no_qid
+        empty = (queries["text"].isna() | (queries["text"] == "")).to_numpy(dtype=bool) & ~no_qid & ~invalid
+        dropped["rows without a query id"] += int(no_qid.sum())
+        dropped["rows whose query is not valid UTF-8"] += int(invalid.sum())
+        dropped["rows with an empty or missing query"] += int(empty.sum())
+        keep = ~(no_qid | invalid | empty) & keep_fraction(queries["qid"].fillna(""), fraction, seed)
+        kept = queries[keep]
+        cleaned["query texts with control characters (replaced by spaces)"] += int(kept["control"].sum())
+        query_parts.append(kept[["qid", "text"]])
+        slot_parts.append(_normalise_slots(slots[slots["qid"].isin(set(kept["qid"]))], dropped, cleaned))
+    queries = pd.concat(query_parts, ignore_index=True) if query_parts else pd.DataFrame(columns=["qid", "text"])
+    slots = pd.concat(slot_parts, ignore_index=True) if slot_parts else None
+    return queries, slots, dropped, cleaned
+
+
+def check_raw(raw_dir, splits=SPLITS) -> None:
+    """Fail on the first missing split file or wrong schema before any long read starts."""
+    for split in splits:
+        for path in split_files(raw_dir, split):
+            check_schema(path)
+
+
 def read_split(raw_dir, split: str, fraction: float = 1.0, seed: int = 0,
                batch_size: int = 4096) -> SplitTables:
     """Stream one split into normalised tables, keeping a seeded `fraction` of its queries."""
-    dropped = Counter()
-    query_parts, slot_parts = [], []
-    for path in split_files(raw_dir, split):
+    files = split_files(raw_dir, split)
+    for path in files:
         check_schema(path)
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size):
-            queries, slots = _flatten_batch(batch, dropped)
-            bad = queries["qid"].isna() | queries["text"].isna() | (queries["text"] == "")
-            dropped["rows with an empty or missing query"] += int(bad.sum())
-            keep = ~bad.to_numpy() & keep_fraction(queries["qid"].fillna(""), fraction, seed)
-            kept_qids = set(queries.loc[keep, "qid"])
-            query_parts.append(queries[keep])
-            slot_parts.append(_normalise_slots(slots[slots["qid"].isin(kept_qids)], dropped))
-    if not query_parts or sum(len(q) for q in query_parts) == 0:
-        reasons = ", ".join(f"{n} {r}" for r, n in sorted(dropped.items()) if n) or "the files have no rows"
-        raise TwoTowerError(f"{split}: no usable query rows ({reasons})")
-    queries = pd.concat(query_parts, ignore_index=True)
-    slots = pd.concat(slot_parts, ignore_index=True)
-    return _tables(queries, slots, dropped, split)
+    batches = (batch for path in files for batch in _batches(path, batch_size))
+    return _tables(*_read_batches(batches, fraction, seed), split)
 
 
-def _tables(queries: pd.DataFrame, slots: pd.DataFrame, dropped: Counter, split: str) -> SplitTables:
+def check_split(raw_dir, split: str, sample_rows: int = 1000) -> tuple[list[str], list[str]]:
+    """(problems, warnings) for one raw split in seconds, whatever its size.
+
+    Problems are what would stop the subsample stage: missing files, a wrong schema, or
+    what the first `sample_rows` rows already prove (conflicting query ids; no usable
+    query when they are the whole split). Warnings are the rows it would drop, as counted
+    in that sample, and sample-only signs of trouble. Cleaned texts are left to the
+    stage's log: they are normal in MS MARCO.
+    """
+    try:
+        files = split_files(raw_dir, split)
+    except TwoTowerError as exc:
+        return [str(exc)], []
+    problems = [problem for path in files for problem in schema_problems(path)]
+    if problems:
+        return problems, []
+    try:
+        total = sum(pq.ParquetFile(path).metadata.num_rows for path in files)
+        sample = next((b for path in files for b in _batches(path, sample_rows) if b.num_rows), None)
+    except (TwoTowerError, pa.ArrowException, OSError) as exc:
+        return [str(exc) if isinstance(exc, TwoTowerError) else f"{files[0]}: cannot read ({exc})"], []
+    if sample is None:
+        return [f"{split}: no rows in {', '.join(map(str, files))}"], []
+    queries, slots, dropped, cleaned = _read_batches([sample], 1.0, 0)
+    whole = sample.num_rows == total
+    name = files[0] if len(files) == 1 else files[0].parent / f"{split}-*.parquet"
+    where = f"{name} ({'all' if whole else f'first {sample.num_rows} of'} {total} rows)"
+    warnings = [f"{where}: {n} {reason} (subsample drops them)" for reason, n in sorted(dropped.items()) if n]
+    conflict = _conflicting_queries(queries, split)
+    if conflict:
+        return [f"{where}: {conflict.removeprefix(f'{split}: ')}"], warnings
+    try:
+        _tables(queries, slots, dropped, cleaned, split)
+    except TwoTowerError as exc:
+        (problems if whole else warnings).append(f"{where}: {str(exc).removeprefix(f'{split}: ')}")
+    return problems, warnings
+
+
+def _conflicting_queries(queries: pd.DataFrame, split: str) -> str | None:
     conflicting = queries.groupby("qid")["text"].nunique()
     conflicting = conflicting[conflicting > 1]
-    if len(conflicting):
-        qid = conflicting.index[0]
-        texts = sorted(queries.loc[queries["qid"] == qid, "text"].unique())[:2]
-        raise TwoTowerError(
-            f"{split}: query id {qid} appears with different texts ({texts[0]!r} vs {texts[1]!r}); "
-            f"{len(conflicting)} such id(s) in all"
-        )
+    if not len(conflicting):
+        return None
+    qid = conflicting.index[0]
+    texts = sorted(queries.loc[queries["qid"] == qid, "text"].unique())[:2]
+    return (f"{split}: query id {qid} appears with different texts ({texts[0]!r} vs {texts[1]!r}); "
+            f"{len(conflicting)} such id(s) in all")
+
+
+def _tables(queries: pd.DataFrame, slots: pd.DataFrame, dropped: Counter, cleaned: Counter,
+            split: str) -> SplitTables:
+    if queries.empty:
+        reasons = ", ".join(f"{n} {r}" for r, n in sorted(dropped.items()) if n) or "the files have no rows"
+        raise TwoTowerError(f"{split}: no usable query rows ({reasons})")
+    conflict = _conflicting_queries(queries, split)
+    if conflict:
+        raise TwoTowerError(conflict)
     queries = queries.drop_duplicates("qid").reset_index(drop=True)
 
     qrels = (
@@ -216,7 +357,9 @@ def _tables(queries: pd.DataFrame, slots: pd.DataFrame, dropped: Counter, split:
     dropped["queries with no selected passage"] += int(no_positive.sum())
     queries = queries[~no_positive].reset_index(drop=True)
     if queries.empty:
-        raise TwoTowerError(f"{split}: no query has a selected passage (is_selected all 0)")
+        lost = ", ".join(f"{dropped[r]} {r}" for r in _TEXT_DROPS if dropped[r])
+        raise TwoTowerError(f"{split}: no query has a selected passage "
+                            + (f"once {lost} are dropped" if lost else "(is_selected all 0)"))
     qrels = qrels[qrels["qid"].isin(set(queries["qid"]))].reset_index(drop=True)
     passages = (
         slots[slots["pid"].isin(set(qrels["pid"]))]
@@ -225,7 +368,7 @@ def _tables(queries: pd.DataFrame, slots: pd.DataFrame, dropped: Counter, split:
     )
     qrels["relevance"] = qrels["relevance"].astype("int32")
     return SplitTables(queries.astype({"qid": str, "text": str}),
-                       passages.astype({"pid": str, "text": str}), qrels, dropped)
+                       passages.astype({"pid": str, "text": str}), qrels, dropped, cleaned)
 
 
 def read_collection(raw_dir) -> pd.DataFrame:

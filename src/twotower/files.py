@@ -1,6 +1,7 @@
 """Atomic writes: every output appears whole or not at all, so DVC never caches a half file."""
 
 import contextlib
+import glob
 import json
 import os
 import shutil
@@ -16,11 +17,13 @@ def atomic_path(path):
     """Yield a temporary sibling path; rename it onto `path` only if the block succeeds.
 
     Works for files and directories alike: the block creates whatever it likes at the
-    yielded path. The temporary lives in the same directory so the rename is atomic.
+    yielded path. The temporary lives in the same directory so the rename is atomic; its
+    name carries our process id, so the next write can clear what a killed run left.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    remove_stale_temporaries(path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp", dir=path.parent))
     target = tmp / path.name
     try:
         yield target
@@ -29,6 +32,38 @@ def atomic_path(path):
         os.replace(target, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def remove_stale_temporaries(path) -> list[Path]:
+    """Delete the temporaries of `path` whose writing process is gone; return them.
+
+    A SIGKILL (or the OOM killer, or a power cut) skips `finally`, so a killed stage leaves
+    its `.{name}.{pid}-*.tmp` folder behind; the output itself was never touched.
+    """
+    path = Path(path)
+    prefix = f".{path.name}."
+    removed = []
+    for tmp in path.parent.glob(glob.escape(prefix) + "*.tmp"):
+        pid = tmp.name[len(prefix):].split("-", 1)[0]
+        if pid.isdigit() and not _process_exists(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
+            removed.append(tmp)
+    return removed
+
+
+def _process_exists(pid: int) -> bool:
+    if os.name != "posix" or pid == os.getpid():
+        return True  # no cheap check off POSIX: keep the temporary rather than risk it
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a killed process nobody has reaped yet is a zombie: gone for our purposes
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def write_parquet(df: pd.DataFrame, path) -> None:

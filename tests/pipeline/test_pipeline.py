@@ -2,63 +2,26 @@
 in a throwaway git repo (pyserini-style integration check)."""
 
 import json
-import os
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
-from tests.tiny_data import make_tiny_msmarco
+from tests.pipeline.project import commit, make_project, run
 from twotower.metrics import METRIC_NAMES, evaluate_run
 from twotower.model import load_model
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
-
-TINY_PARAMS = {
-    "tokenize": {"max_vocab": 3000, "max_len_passage": 64},
-    "triplets": {"per_query": 8},
-    "model": {"hidden_dim": 16},
-    "train": {"epochs": 3, "batch_size": 16, "lr": 0.005},
-    "eval": {"depth": 100, "batch_size": 64},
-}
-
-
-def run(cmd, cwd):
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{result.stdout}\n{result.stderr}"
-    return result.stdout + result.stderr
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     """A copy of the project wired to tiny data, in a fresh git repo, after one `dvc repro`."""
-    repo = tmp_path_factory.mktemp("project")
-    for name in ("stages", "src"):
-        shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    shutil.copy(ROOT / "dvc.yaml", repo)
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    for section, values in TINY_PARAMS.items():
-        params[section].update(values)
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    make_tiny_msmarco(repo / "data" / "raw", seed=0)
-    run(["git", "init", "-q"], repo)
-    run(["git", "config", "user.name", "twotower tests"], repo)
-    run(["git", "config", "user.email", "tests@example.invalid"], repo)
-    run(["dvc", "init", "-q"], repo)
-    run(["dvc", "config", "core.analytics", "false"], repo)
-    (repo / ".gitignore").write_text("/data/raw/\n__pycache__/\n")
-    run(["git", "add", "-A"], repo)
-    run(["git", "commit", "-qm", "project"], repo)
+    repo = make_project(tmp_path_factory.mktemp("project"))
     run(["dvc", "repro"], repo)
-    run(["git", "add", "-A"], repo)
-    run(["git", "commit", "-qm", "baseline"], repo)
+    commit(repo, "baseline")
     return repo
 
 
@@ -113,6 +76,27 @@ def test_second_repro_does_nothing(project):
     out = run(["dvc", "repro"], project)
     assert "Running stage" not in out
     assert "up to date" in out.lower() or "didn't change" in out.lower()
+
+
+def lock_outs(repo) -> dict:
+    """{(stage, path): md5} of every output dvc.lock records."""
+    stages = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    return {(name, out["path"]): out["md5"] for name, stage in stages.items() for out in stage.get("outs", [])}
+
+
+def test_forced_rerun_is_bit_identical(project):
+    """Same code, params and data on CPU: every stage rerun from scratch reproduces each
+    metrics file byte for byte and every output's hash (model, index, runs, plots)."""
+    metrics = {p.name: p.read_bytes() for p in sorted((project / "metrics").glob("*.json"))}
+    outs = lock_outs(project)
+    assert {"train.json", "eval.json", "bm25.json", "hybrid.json", "compare.json"} <= set(metrics)
+    assert ("train", "models/model.pt") in outs
+
+    out = run(["dvc", "repro", "-f"], project)
+    assert "Running stage 'train'" in out and "Running stage 'evaluate'" in out
+    assert {p.name: p.read_bytes() for p in sorted((project / "metrics").glob("*.json"))} == metrics
+    assert lock_outs(project) == outs
+    assert run(["git", "status", "--porcelain"], project) == ""
 
 
 def test_experiment_with_lstm_and_metrics_diff(project):

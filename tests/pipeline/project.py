@@ -1,0 +1,56 @@
+"""A throwaway copy of the project wired to tiny MS MARCO data, for tests that run real `dvc`."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from tests.tiny_data import make_tiny_msmarco
+
+ROOT = Path(__file__).resolve().parents[2]
+ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+
+TINY_PARAMS = {
+    "tokenize": {"max_vocab": 3000, "max_len_passage": 64},
+    "triplets": {"per_query": 8},
+    "model": {"hidden_dim": 16},
+    "train": {"epochs": 3, "batch_size": 16, "lr": 0.005, "device": "cpu"},
+    "eval": {"depth": 100, "batch_size": 64, "device": "cpu"},
+}
+
+
+def run(cmd, cwd):
+    result = subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True)
+    assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout + result.stderr
+
+
+def make_project(repo: Path, params: dict | None = None) -> Path:
+    """Code, dvc.yaml and params.yaml (TINY_PARAMS, then `params`) over tiny raw data, in a
+    fresh git + DVC repo with everything committed; nothing has run yet."""
+    for name in ("stages", "src"):
+        shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    shutil.copy(ROOT / "dvc.yaml", repo)
+    values = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for overrides in (TINY_PARAMS, params or {}):
+        for section, changes in overrides.items():
+            values[section].update(changes)
+    (repo / "params.yaml").write_text(yaml.safe_dump(values, sort_keys=False))
+    make_tiny_msmarco(repo / "data" / "raw", seed=0)
+    run(["git", "init", "-q"], repo)
+    run(["git", "config", "user.name", "twotower tests"], repo)
+    run(["git", "config", "user.email", "tests@example.invalid"], repo)
+    run(["dvc", "init", "-q"], repo)
+    run(["dvc", "config", "core.analytics", "false"], repo)
+    (repo / ".gitignore").write_text("/data/raw/\n__pycache__/\n")
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "project"], repo)
+    return repo
+
+
+def commit(repo: Path, message: str) -> None:
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", message], repo)

@@ -1,0 +1,70 @@
+"""Crash safety end to end: SIGKILL a real `dvc repro` while the train stage runs, then check
+that no output was half written and that a plain `dvc repro` finishes the job.
+
+A SIGKILL skips every `finally`, so the killed stage cannot tidy up; what makes this safe
+is that stages only ever write into `.{name}.{pid}-*.tmp` siblings and rename at the end
+(`twotower.files.atomic_path`), and the next write of the same output deletes temporaries
+whose process is gone. DVC 3 itself drops the killed process from `.dvc/tmp/rwlock`
+("had been killed. Auto removed it from the lock file"); with an older DVC that says the
+repo is locked by a dead PID, delete `.dvc/tmp/rwlock` by hand, as its message suggests.
+"""
+
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.pipeline.project import ENV, make_project, run
+from twotower.files import _process_exists
+
+pytestmark = pytest.mark.slow
+
+TEMPORARY = re.compile(r"^\..+\.(?P<pid>\d+)-[^/]*\.tmp$")
+TRAIN_OUTPUTS = ("models", "plots", "metrics")
+
+
+def temporaries(repo: Path) -> list[Path]:
+    return [p for p in repo.rglob("*.tmp") if not {".git", ".dvc", "raw"} & set(p.relative_to(repo).parts)]
+
+
+def training_temporaries(repo: Path) -> list[Path]:
+    return [p for folder in TRAIN_OUTPUTS for p in (repo / folder).glob(".*.tmp")]
+
+
+def test_sigkill_during_train_leaves_no_partial_output_and_repro_recovers(tmp_path):
+    repo = make_project(tmp_path / "project")
+    log = tmp_path / "repro.log"
+    with open(log, "w") as out:
+        repro = subprocess.Popen(["dvc", "repro"], cwd=repo, env=ENV, stdout=out, stderr=subprocess.STDOUT,
+                                 start_new_session=True)
+    try:
+        deadline = time.monotonic() + 600
+        while not training_temporaries(repo) and repro.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        in_training = training_temporaries(repo)
+    finally:
+        os.killpg(repro.pid, signal.SIGKILL)  # dvc and the stage it runs: one process group
+        repro.wait()
+    assert in_training, f"never caught the train stage writing:\n{log.read_text()[-3000:]}"
+    assert "Running stage 'train'" in log.read_text()
+
+    leftovers = {p: TEMPORARY.match(p.name) for p in temporaries(repo)}
+    assert all(leftovers.values()), f"unexpected temporaries: {list(leftovers)}"
+    owners = {int(found["pid"]) for found in leftovers.values()}
+    deadline = time.monotonic() + 60  # the stage is dvc's child: dvc's exit does not wait for its teardown
+    while any(map(_process_exists, owners)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(map(_process_exists, owners)), f"writers {owners} outlived the SIGKILL"
+    for output in ("models/model.pt", "metrics/train.json", "plots/train", "data/index", "metrics/eval.json"):
+        assert not (repo / output).exists(), f"{output} exists after the kill"
+
+    out = run(["dvc", "repro"], repo)
+    assert "Running stage 'train'" in out
+    assert "Running stage 'subsample'" not in out  # finished stages were locked in before the kill
+    assert (repo / "models" / "model.pt").is_file() and (repo / "metrics" / "eval.json").is_file()
+    assert temporaries(repo) == []
+    assert "Data and pipelines are up to date" in run(["dvc", "status"], repo)
