@@ -1,7 +1,8 @@
 """Stage embed_corpus: encode every test passage with the passage tower.
 
 Writes data/index/: embeddings.npy (float32 [n, dim], unit rows) and pids.parquet
-(pid: str, row-aligned with the embeddings).
+(pid: str, row-aligned with the embeddings); with `eval.index` hnsw or ivf also
+faiss.index, the approximate index that evaluate searches (ids are embedding rows).
 """
 
 import argparse
@@ -10,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from twotower.ann import build_index, save_index
 from twotower.data import load_split
 from twotower.errors import exit_on_error
 from twotower.files import atomic_path
@@ -42,7 +44,13 @@ def main(argv=None):
         out.mkdir()
         np.save(out / "embeddings.npy", vectors)
         pd.DataFrame({"pid": pids}).to_parquet(out / "pids.parquet", index=False)
-    print(f"embedded {len(vectors)} passages into {vectors.shape[1]} dimensions")
+        if params.index != "exact":
+            save_index(build_index(vectors, params.index, hnsw_m=params.hnsw_m,
+                                   hnsw_ef_construction=params.hnsw_ef_construction,
+                                   hnsw_ef_search=params.hnsw_ef_search, ivf_nlist=params.ivf_nlist,
+                                   ivf_nprobe=params.ivf_nprobe), out / "faiss.index")
+    print(f"embedded {len(vectors)} passages into {vectors.shape[1]} dimensions"
+          + (f"; built a {params.index} index" if params.index != "exact" else ""))
 
 
 if __name__ == "__main__":

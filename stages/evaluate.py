@@ -1,5 +1,7 @@
 """Stage evaluate: rank the whole embedded test corpus for every test query and score it.
 
+Ranks by exact dot product (`eval.index: exact`) or searches the faiss index that
+embed_corpus built (`hnsw`, `ivf`, with `eval.hnsw_ef_search` / `eval.ivf_nprobe`).
 Writes data/runs/twotower.trec (TREC run, `eval.depth` passages a query), metrics/eval.json
 (ir-measures: P@1/5/10, MRR@10, Recall@10/100, nDCG@10, MAP) and plots/eval/: the
 Precision@K / Recall@K curve as data for `dvc plots` and as a PNG.
@@ -11,9 +13,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from twotower.ann import load_index, search
 from twotower.data import load_split
 from twotower.errors import TwoTowerError, exit_on_error
 from twotower.files import atomic_path, write_json
+from twotower.index import embed, to_run
 from twotower.metrics import evaluate_run, precision_recall_curve
 from twotower.model import load_model
 from twotower.params import load_section
@@ -47,7 +51,15 @@ def main(argv=None):
         raise TwoTowerError(f"{args.index} was embedded from other passages; rerun embed_corpus")
     split = Split(tables.queries["qid"].to_numpy(), TokenArrays.load(Path(args.tokens) / args.split, "queries"),
                   pids, None, tables.qrels)
-    run = rank(model, split, params.depth, params.batch_size, device, passage_vectors=np.asarray(vectors))
+    if params.index == "exact":
+        run = rank(model, split, params.depth, params.batch_size, device, passage_vectors=np.asarray(vectors))
+    else:
+        index = load_index(Path(args.index, "faiss.index"), params.index, size=len(pids))
+        query_vectors = embed(model.encode_queries, split.queries.ids, split.queries.lengths,
+                              params.batch_size, device, desc="queries")
+        scores, rows = search(index, query_vectors, params.depth, ef_search=params.hnsw_ef_search,
+                              nprobe=params.ivf_nprobe)
+        run = to_run(split.qids, pids, scores, rows)
 
     write_trec_run(run, args.run, tag="twotower")
     metrics = evaluate_run(run, tables.qrels)

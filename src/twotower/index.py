@@ -56,12 +56,17 @@ def _best_rows(scores: np.ndarray, k: int) -> np.ndarray:
 
 
 def to_run(qids, pids, scores: np.ndarray, rows: np.ndarray) -> pd.DataFrame:
-    """Ranked (qid, pid, rank, score) frame from top_k's output."""
+    """Ranked (qid, pid, rank, score) frame from top_k's (or `twotower.ann.search`'s) output.
+
+    Rows of -1 (an approximate index that found fewer than k passages) are left out.
+    """
     pids = np.asarray(pids, dtype=object)
     n, k = rows.shape
-    return pd.DataFrame({
+    found = rows.ravel() >= 0
+    run = pd.DataFrame({
         "qid": np.repeat(np.asarray(qids, dtype=object), k),
-        "pid": pids[rows.ravel()],
+        "pid": pids[np.where(found, rows.ravel(), 0)],
         "rank": np.tile(np.arange(1, k + 1), n),
         "score": scores.ravel().astype(np.float64),
     })
+    return run if found.all() else run[found].reset_index(drop=True)

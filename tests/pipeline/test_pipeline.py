@@ -107,3 +107,16 @@ def test_experiment_with_lstm_and_metrics_diff(project):
     assert "LSTM" in shown
     diff = json.loads(run(["dvc", "metrics", "diff", "--json"], project))
     assert "metrics/eval.json" in diff and "nDCG@10" in diff["metrics/eval.json"]
+
+
+def test_experiment_with_an_approximate_index(project):
+    """`eval.index: hnsw` reruns only embed_corpus and what follows, writes the faiss index,
+    and on a corpus this small (efSearch >= depth) ranks like the exact search."""
+    exact = json.loads((project / "metrics" / "eval.json").read_text())
+    out = run(["dvc", "exp", "run", "-S", "eval.index=hnsw"], project)
+    assert "Running stage 'train'" not in out and "Running stage 'embed_corpus'" in out
+    assert (project / "data" / "index" / "faiss.index").is_file()
+    approximate = json.loads((project / "metrics" / "eval.json").read_text())
+    assert approximate.keys() == exact.keys()
+    for name, value in exact.items():
+        assert approximate[name] == pytest.approx(value, abs=0.02), name

@@ -1,0 +1,117 @@
+"""faiss indexes over unit passage vectors, scored by inner product (= cosine).
+
+`exact` is faiss' brute force (IndexFlatIP); `hnsw` a proximity graph (IndexHNSWFlat) and
+`ivf` an inverted file of k-means cells (IndexIVFFlat), both approximate: faster than brute
+force on large corpora at some loss of recall. Builds are deterministic: ivf's k-means runs
+on a seeded sample with a fixed seed, and hnsw inserts on one thread by default, since
+parallel insertion makes the graph depend on thread timing.
+"""
+
+import contextlib
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from twotower.errors import TwoTowerError
+from twotower.files import atomic_path
+from twotower.params import INDEXES as KINDS
+
+
+def build_index(vectors: np.ndarray, kind: str = "exact", *, hnsw_m: int = 32,
+                hnsw_ef_construction: int = 200, hnsw_ef_search: int = 128, ivf_nlist: int = 256,
+                ivf_nprobe: int = 32, seed: int = 0, deterministic: bool = True) -> faiss.Index:
+    """An index of `vectors` (float32 [n, dim]); row i of `vectors` is id i in results.
+
+    ivf trains spherical k-means on at most 256 vectors a cell (faiss' own cap), drawn
+    with `seed`; `ivf_nlist` is lowered to n // 39 when there are too few vectors for it
+    (faiss wants 39 a cell). `deterministic: False` lets hnsw insert on every thread:
+    faster, but two builds may differ slightly.
+    """
+    if kind not in KINDS:
+        raise TwoTowerError(f"index kind {kind!r} is not one of {', '.join(KINDS)}")
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if vectors.ndim != 2 or len(vectors) == 0:
+        raise TwoTowerError(f"cannot index an array of shape {vectors.shape}: expected [n > 0, dim]")
+    dim = vectors.shape[1]
+    if kind == "exact":
+        index = faiss.IndexFlatIP(dim)
+        index.add(vectors)
+    elif kind == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = hnsw_ef_construction
+        index.hnsw.efSearch = hnsw_ef_search
+        with _threads(1 if deterministic else faiss.omp_get_max_threads()):
+            index.add(vectors)
+    else:
+        nlist = max(1, min(ivf_nlist, len(vectors) // 39))
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        index.cp.seed = seed
+        index.cp.spherical = True
+        sample = np.random.default_rng(seed).permutation(len(vectors))[: 256 * nlist]
+        index.train(vectors[np.sort(sample)])
+        index.nprobe = min(ivf_nprobe, nlist)
+        index.add(vectors)
+    return index
+
+
+def index_kind(index: faiss.Index) -> str:
+    """The KINDS name of an index built here (after `load_index`, faiss hands back the subclass)."""
+    if isinstance(index, faiss.IndexHNSWFlat):
+        return "hnsw"
+    if isinstance(index, faiss.IndexIVFFlat):
+        return "ivf"
+    if isinstance(index, faiss.IndexFlatIP):
+        return "exact"
+    raise TwoTowerError(f"unsupported faiss index type {type(index).__name__}")
+
+
+def search(index: faiss.Index, queries: np.ndarray, k: int, *, ef_search: int | None = None,
+           nprobe: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(scores float32, rows int64) [nq, k], best first. `ef_search` / `nprobe` override the
+    index's own setting for this call; hnsw searches with efSearch at least k, since faiss
+    returns no more than efSearch rows. An approximate index may still find fewer than k
+    rows: the rest are -1 with score -inf (`twotower.index.to_run` leaves them out)."""
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    k = min(k, index.ntotal)
+    params = None
+    if isinstance(index, faiss.IndexHNSW):
+        params = faiss.SearchParametersHNSW(efSearch=max(k, ef_search or index.hnsw.efSearch))
+    elif nprobe is not None and isinstance(index, faiss.IndexIVF):
+        params = faiss.SearchParametersIVF(nprobe=nprobe)
+    scores, rows = index.search(queries, k, params=params)
+    scores[rows < 0] = -np.inf
+    return scores, rows
+
+
+def save_index(index: faiss.Index, path) -> None:
+    with atomic_path(path) as tmp:
+        faiss.write_index(index, str(tmp))
+
+
+def load_index(path, kind: str | None = None, size: int | None = None) -> faiss.Index:
+    """Read an index written by `save_index`; with `kind` / `size`, fail unless it is of
+    that kind / holds that many vectors (a stale index must not pass for the current one)."""
+    path = Path(path)
+    if not path.is_file():
+        raise TwoTowerError(f"faiss index not found: {path} (run the embed_corpus stage)")
+    try:
+        index = faiss.read_index(str(path))
+    except RuntimeError:
+        raise TwoTowerError(f"{path}: not a readable faiss index") from None
+    if kind is not None and index_kind(index) != kind:
+        raise TwoTowerError(f"{path} holds an index of kind {index_kind(index)}, but eval.index is {kind}; "
+                            "rerun embed_corpus")
+    if size is not None and index.ntotal != size:
+        raise TwoTowerError(f"{path} holds {index.ntotal} vectors, not {size}; rerun embed_corpus")
+    return index
+
+
+@contextlib.contextmanager
+def _threads(n: int):
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(n)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
