@@ -14,16 +14,10 @@ import pandas as pd
 from twotower.compare import (TABLE_METRICS, curves, curves_table, official_runs, per_query_wins,
                               results_markdown, score_systems)
 from twotower.data import load_split
-from twotower.errors import TwoTowerError, exit_on_error
+from twotower.errors import exit_on_error
 from twotower.files import atomic_path, write_json
 from twotower.plots import plot_per_query_delta, plot_precision_recall
 from twotower.runs import read_trec_run
-
-
-def read_run(path):
-    if not Path(path).is_file():
-        raise TwoTowerError(f"run file not found: {path}")
-    return read_trec_run(path)
 
 
 @exit_on_error
@@ -41,7 +35,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     tables = load_split(args.prepared, args.split)
-    runs = {"twotower": read_run(args.twotower), "bm25": read_run(args.bm25), "hybrid": read_run(args.hybrid)}
+    runs = {"twotower": read_trec_run(args.twotower), "bm25": read_trec_run(args.bm25), "hybrid": read_trec_run(args.hybrid)}
     judged = tables.qrels.loc[tables.qrels["selected"], "qid"].nunique()
     caption = (f"{args.split}: {judged} queries ranked over {len(tables.passages):,} passages; nDCG@10 "
                "with graded relevance, the other measures with relevance >= 2.")

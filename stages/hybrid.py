@@ -6,21 +6,14 @@ data/runs/hybrid.trec (tag hybrid) and metrics/hybrid.json (same measures as eva
 """
 
 import argparse
-from pathlib import Path
 
 from twotower.data import load_split
-from twotower.errors import TwoTowerError, exit_on_error
+from twotower.errors import exit_on_error
 from twotower.files import write_json
 from twotower.fusion import fuse
 from twotower.metrics import evaluate_run
 from twotower.params import load_section
 from twotower.runs import read_trec_run, write_trec_run
-
-
-def read_run(path):
-    if not Path(path).is_file():
-        raise TwoTowerError(f"run file not found: {path}")
-    return read_trec_run(path)
 
 
 @exit_on_error
@@ -39,7 +32,7 @@ def main(argv=None):
     tables = load_split(args.prepared, args.split)
     how = f"rrf, k {params.rrf_k}" if params.method == "rrf" else f"weighted, two-tower weight {params.weight}"
     print(f"fusing {args.dense} and {args.sparse} ({how})")
-    run = fuse(read_run(args.dense), read_run(args.sparse), params)
+    run = fuse(read_trec_run(args.dense), read_trec_run(args.sparse), params)
 
     write_trec_run(run, args.run, tag="hybrid")
     metrics = evaluate_run(run, tables.qrels)

@@ -14,6 +14,12 @@ def write_trec_run(run: pd.DataFrame, path, tag: str) -> None:
 
 
 def read_trec_run(path) -> pd.DataFrame:
+    from pathlib import Path
+
+    from twotower.errors import TwoTowerError
+
+    if not Path(path).is_file():
+        raise TwoTowerError(f"run file not found: {path}")
     run = pd.read_csv(path, sep=r"\s+", header=None, names=["qid", "q0", "pid", "rank", "score", "tag"],
                       dtype={"qid": str, "pid": str})
     return run[RUN_COLUMNS]
