@@ -8,9 +8,10 @@ tail, cut at tokenize.max_len_*). Batches come from `twotower.training.epoch_bat
   random    - `train.bucket_size: 1`, batches of a random permutation;
   bucketed  - `train.bucket_size: --bucket-size` (default 50), each window of that many
               batches sorted by passage length before cutting, batch order shuffled;
-with the word table trainable (the default) and frozen (`model.freeze_embeddings`), and
-1 vs all torch threads. It also splits each step's time into forward + backward and
-gradient clipping + Adam (which walks the whole 400k x 50 table when it is trainable).
+with the word table trained by SparseAdam (`train.sparse_embeddings: true`, the default),
+by dense Adam (`false`), or frozen (`model.freeze_embeddings`), and 1 vs all torch threads.
+It also splits each step's time into forward + backward and gradient clipping + optimizer
+steps (dense Adam walks the whole 400k x 50 table each step).
 
     python benchmarks/train_throughput.py                  # a few minutes on 2 busy cores
     python benchmarks/train_throughput.py --steps 100 --threads 2
@@ -28,7 +29,7 @@ from twotower.losses import compute_loss
 from twotower.model import ModelConfig, TwoTower
 from twotower.params import load_section
 from twotower.text import TokenArrays
-from twotower.training import epoch_batches
+from twotower.training import clip_gradients, epoch_batches, make_optimizers
 
 
 def token_arrays(rng, n, median, max_len, vocab_size) -> TokenArrays:
@@ -38,7 +39,7 @@ def token_arrays(rng, n, median, max_len, vocab_size) -> TokenArrays:
     return TokenArrays(ids, lengths)
 
 
-def run(model, optimizer, queries, passages, triplets, batch_list, loss, margin, temperature, grad_clip):
+def run(model, optimizers, queries, passages, triplets, batch_list, loss, margin, temperature, grad_clip):
     """Seconds spent in (forward + backward, clip + Adam step) over `batch_list`."""
     q_rows, pos_rows, neg_rows = triplets
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -52,9 +53,10 @@ def run(model, optimizer, queries, passages, triplets, batch_list, loss, margin,
         compute_loss(loss, q, both[: len(rows)], both[len(rows):], margin, temperature, same).backward()
         middle = time.perf_counter()
         if grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(trainable, grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+            clip_gradients(trainable, grad_clip)
+        for optimizer in optimizers:
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
         compute += middle - start
         update += time.perf_counter() - middle
     return compute, update
@@ -67,11 +69,14 @@ def main():
     parser.add_argument("--vocab", type=int, default=400_002)
     parser.add_argument("--threads", type=int, nargs="+", default=sorted({1, torch.get_num_threads()}))
     parser.add_argument("--bucket-size", type=int, default=50)
+    parser.add_argument("--batch-size", type=int, help="triplets per batch (default: train.batch_size)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     model_params = load_section("model", args.params)
     train_params = load_section("train", args.params)
     tokenize_params = load_section("tokenize", args.params)
+    if args.batch_size:
+        train_params = replace(train_params, batch_size=args.batch_size)
 
     rng = np.random.default_rng(args.seed)
     n = train_params.batch_size * 2 * max(args.steps + 3, args.bucket_size)
@@ -86,26 +91,26 @@ def main():
           f"{os.getloadavg()[0]:.1f}; model "
           f"{model_params.rnn_type} hidden {model_params.hidden_dim} bidirectional {model_params.bidirectional}, "
           f"vocab {args.vocab}, batch {train_params.batch_size}, loss {model_params.loss}, {args.steps} steps each")
-    print(f"{'threads':>7} {'embeddings':<10} {'batches':<9} {'triplets/s':>10} {'fwd+bwd ms':>10} {'clip+adam ms':>12}")
+    print(f"{'threads':>7} {'embeddings':<10} {'batches':<9} {'triplets/s':>10} {'fwd+bwd ms':>10} {'clip+opt ms':>11}")
     for threads in args.threads:
         torch.set_num_threads(threads)
-        for frozen in (False, True):
+        for table in ("sparse", "dense", "frozen"):
             torch.manual_seed(args.seed)
-            config = ModelConfig.from_params(replace(model_params, freeze_embeddings=frozen),
+            config = ModelConfig.from_params(replace(model_params, freeze_embeddings=table == "frozen"),
                                              vocab_size=args.vocab, embed_dim=50)
             model = TwoTower(config, embeddings, idf)
-            optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=train_params.lr)
+            optimizers = make_optimizers(model, train_params.lr, sparse_embeddings=table != "dense")
             settings = (model_params.loss, model_params.margin, model_params.temperature, train_params.grad_clip)
             for bucket_size in (1, args.bucket_size):
                 batch_list = epoch_batches(rng.permutation(n), longest, train_params.batch_size, bucket_size, rng)
-                run(model, optimizer, queries, passages, triplets, batch_list[:3], *settings)
+                run(model, optimizers, queries, passages, triplets, batch_list[:3], *settings)
                 timed = batch_list[3: 3 + args.steps]
-                compute, update = run(model, optimizer, queries, passages, triplets, timed, *settings)
+                compute, update = run(model, optimizers, queries, passages, triplets, timed, *settings)
                 count = sum(len(b) for b in timed)
                 batching = "random" if bucket_size == 1 else f"bucket {bucket_size}"
-                print(f"{threads:>7} {'frozen' if frozen else 'trainable':<10} "
+                print(f"{threads:>7} {table:<10} "
                       f"{batching:<9} {count / (compute + update):>10.0f} "
-                      f"{1000 * compute / len(timed):>10.1f} {1000 * update / len(timed):>12.1f}", flush=True)
+                      f"{1000 * compute / len(timed):>10.1f} {1000 * update / len(timed):>11.1f}", flush=True)
 
 
 if __name__ == "__main__":

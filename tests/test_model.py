@@ -52,6 +52,46 @@ def test_shapes_unit_norm_and_padding_is_ignored(rnn_type, bidirectional, poolin
     torch.testing.assert_close(narrow[1:2], alone)
 
 
+def packed_reference(encoder, ids, lengths):
+    """What the encoder computes, written the textbook way: one packed (bi)directional
+    torch RNN carrying the encoder's weights, pooled over real tokens only."""
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    cfg = encoder.cfg
+    rnn = {"GRU": torch.nn.GRU, "LSTM": torch.nn.LSTM, "RNN": torch.nn.RNN}[cfg.rnn_type](
+        DIM, cfg.hidden_dim, num_layers=cfg.num_layers, batch_first=True, bidirectional=cfg.bidirectional)
+    with torch.no_grad():
+        for layer in range(cfg.num_layers):
+            for suffix, rnns in (("", encoder.forward_rnns), ("_reverse", encoder.backward_rnns)):
+                if rnns:
+                    for name, value in rnns[layer].named_parameters():
+                        getattr(rnn, name.replace("l0", f"l{layer}") + suffix).copy_(value)
+    mask = (torch.arange(ids.shape[1])[None, :] < lengths[:, None]).unsqueeze(-1)
+    vectors = encoder.embedding(ids)
+    bag = (vectors * encoder.term_weight(ids) * mask).sum(1) / lengths[:, None]
+    packed, hidden = rnn(pack_padded_sequence(vectors, lengths, batch_first=True, enforce_sorted=False))
+    outputs, _ = pad_packed_sequence(packed, batch_first=True, total_length=ids.shape[1])
+    if cfg.pooling == "last":
+        h = hidden[0] if isinstance(hidden, tuple) else hidden
+        pooled = torch.cat([h[-2], h[-1]], dim=-1) if cfg.bidirectional else h[-1]
+    elif cfg.pooling == "mean":
+        pooled = (outputs * mask).sum(1) / lengths[:, None]
+    else:
+        pooled = outputs.masked_fill(~mask, float("-inf")).max(1).values
+    return F.normalize(bag + encoder.project(pooled), dim=-1)
+
+
+@pytest.mark.parametrize("rnn_type,bidirectional,pooling", ARCHITECTURES)
+@pytest.mark.parametrize("num_layers", [1, 2])
+def test_padded_two_way_rnn_equals_packed_bidirectional_rnn(rnn_type, bidirectional, pooling, num_layers):
+    model = make_model(rnn_type=rnn_type, bidirectional=bidirectional, pooling=pooling, num_layers=num_layers)
+    rows = [[3, 4, 5, 6, 7, 2, 9], [8, 9], [10], [11, 12, 13], [5, 5, 5, 5, 5, 5]]
+    ids, lengths = padded(rows, 9)
+    with torch.no_grad():
+        torch.testing.assert_close(model.encode_passages(ids, lengths),
+                                   packed_reference(model.passage_encoder, ids, lengths))
+
+
 def test_random_projection_makes_the_rnn_matter():
     """Guards the padding test above: with a nonzero projection, pooling changes the output."""
     ids, lengths = padded(ROWS, 5)
@@ -96,7 +136,7 @@ def test_shared_encoder_shares_the_tower():
 def test_separate_encoders_share_only_the_embedding_table():
     model = make_model(shared_encoder=False)
     assert model.query_encoder is not model.passage_encoder
-    assert model.query_encoder.rnn is not model.passage_encoder.rnn
+    assert model.query_encoder.forward_rnns is not model.passage_encoder.forward_rnns
     assert model.query_encoder.embedding is model.passage_encoder.embedding is model.embedding
     ids, lengths = padded(ROWS, 5)
     with torch.no_grad():
@@ -112,7 +152,7 @@ def test_freeze_embeddings(freeze):
     model.encode_queries(ids, lengths).sum().backward()
     assert model.embedding.weight.requires_grad is not freeze
     assert (model.embedding.weight.grad is None) is freeze
-    assert model.query_encoder.rnn.weight_ih_l0.grad is not None
+    assert model.query_encoder.forward_rnns[0].weight_ih_l0.grad is not None
 
 
 def test_save_load_round_trip_without_params_yaml(tmp_path, monkeypatch):

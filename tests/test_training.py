@@ -13,7 +13,7 @@ import torch
 from twotower.model import ModelConfig, TwoTower
 from twotower.params import TrainParams
 from twotower.text import TokenArrays
-from twotower.training import Split, epoch_batches, seed_everything, train
+from twotower.training import Split, clip_gradients, epoch_batches, make_optimizers, seed_everything, train
 
 VOCAB, DIM, TOPICS = 40, 8, 4
 
@@ -126,6 +126,54 @@ def test_early_stopping_stops():
     seen = []
     run(on_epoch=lambda e, f: seen.append(e), params=replace(PARAMS, epochs=30, lr=1e-9, early_stopping=1))
     assert len(seen) < 30
+
+
+@pytest.mark.parametrize("sparse", [True, False])
+def test_training_learns_with_sparse_and_dense_embedding_updates(sparse):
+    figures = []
+    run(on_epoch=lambda epoch, f: figures.append(f), params=replace(PARAMS, epochs=6, sparse_embeddings=sparse))
+    assert figures[-1]["loss"] < figures[0]["loss"]
+
+
+def test_sparse_embeddings_move_only_the_rows_of_batch_words():
+    model = fresh_model()
+    before = model.embedding.weight.detach().clone()
+    optimizers = make_optimizers(model, lr=0.1, sparse_embeddings=True)
+    assert [type(o).__name__ for o in optimizers] == ["Adam", "SparseAdam"]
+    ids = torch.tensor([[2, 3, 4]])
+    model.encode_queries(ids, torch.tensor([3])).sum().backward()
+    assert model.embedding.weight.grad.is_sparse
+    for optimizer in optimizers:
+        optimizer.step()
+    moved = (model.embedding.weight.detach() != before).any(dim=1).nonzero().flatten().tolist()
+    assert moved == [2, 3, 4]
+
+
+def test_dense_embeddings_use_one_adam():
+    model = fresh_model()
+    (optimizer,) = make_optimizers(model, lr=0.1, sparse_embeddings=False)
+    model.encode_queries(torch.tensor([[2, 3]]), torch.tensor([2])).sum().backward()
+    assert not model.embedding.weight.grad.is_sparse
+    assert sum(len(g["params"]) for g in optimizer.param_groups) == len(list(model.parameters()))
+
+
+def test_clip_gradients_matches_torch_on_dense_and_counts_sparse_rows_once():
+    torch.manual_seed(0)
+    dense = [torch.nn.Parameter(torch.randn(3, 4)) for _ in range(2)]
+    for p in dense:
+        p.grad = torch.randn_like(p) * 5
+    copies = [torch.nn.Parameter(p.detach().clone()) for p in dense]
+    for p, c in zip(dense, copies):
+        c.grad = p.grad.clone()
+    expected = torch.nn.utils.clip_grad_norm_(copies, 1.0)
+    assert clip_gradients(dense, 1.0) == pytest.approx(float(expected))
+    assert all(torch.allclose(p.grad, c.grad) for p, c in zip(dense, copies))
+    # A sparse gradient naming row 1 twice is the dense gradient with the two rows summed.
+    table = torch.nn.Parameter(torch.zeros(4, 2))
+    table.grad = torch.sparse_coo_tensor([[1, 1, 3]], torch.tensor([[3.0, 0.0], [1.0, 0.0], [0.0, 3.0]]), (4, 2),
+                                         check_invariants=True)
+    assert clip_gradients([table], 1.0) == pytest.approx(5.0)  # |(4, 0), (0, 3)| = 5
+    torch.testing.assert_close(table.grad.to_dense(), torch.tensor([[0, 0], [0.8, 0], [0, 0], [0, 0.6]]))
 
 
 def test_bucketed_batches_cover_every_triplet_once_with_similar_lengths():

@@ -12,11 +12,10 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from twotower.errors import TwoTowerError
 
-CHECKPOINT_FORMAT = 2
+CHECKPOINT_FORMAT = 3  # 3: one-way RNN modules per direction (forward_rnns, backward_rnns)
 
 
 @dataclass(frozen=True)
@@ -41,7 +40,14 @@ class ModelConfig:
 
 
 class Encoder(nn.Module):
-    """One tower. Padding never reaches the RNN (packed sequences) nor the pooling (masks)."""
+    """One tower. Padding never reaches the RNN states nor the pooling.
+
+    A bidirectional RNN is run as two one-way RNNs over the padded batch: the backward one
+    reads each sequence reversed within its own length, so both only ever see real tokens
+    before padding and their outputs at real positions are exactly those of a packed
+    bidirectional RNN. On CPU this is ~2x faster than `pack_padded_sequence`, whose
+    backward pass slices the batch at every time step.
+    """
 
     def __init__(self, cfg: ModelConfig, embedding: nn.Embedding, term_weight: nn.Embedding):
         super().__init__()
@@ -49,15 +55,33 @@ class Encoder(nn.Module):
         self.embedding = embedding
         self.term_weight = term_weight
         rnn_cls = {"GRU": nn.GRU, "LSTM": nn.LSTM, "RNN": nn.RNN}[cfg.rnn_type]
-        self.rnn = rnn_cls(
-            cfg.embed_dim, cfg.hidden_dim, num_layers=cfg.num_layers, batch_first=True,
-            bidirectional=cfg.bidirectional, dropout=cfg.dropout if cfg.num_layers > 1 else 0.0,
-        )
+        directions = 2 if cfg.bidirectional else 1
+        sizes = [cfg.embed_dim] + [cfg.hidden_dim * directions] * (cfg.num_layers - 1)
+        self.forward_rnns = nn.ModuleList(rnn_cls(size, cfg.hidden_dim, batch_first=True) for size in sizes)
+        self.backward_rnns = nn.ModuleList(
+            rnn_cls(size, cfg.hidden_dim, batch_first=True) for size in (sizes if cfg.bidirectional else []))
         self.dropout = nn.Dropout(cfg.dropout)
-        rnn_dim = cfg.hidden_dim * (2 if cfg.bidirectional else 1)
-        self.project = nn.Linear(rnn_dim, cfg.embed_dim)
+        self.project = nn.Linear(cfg.hidden_dim * directions, cfg.embed_dim)
         nn.init.zeros_(self.project.weight)
         nn.init.zeros_(self.project.bias)
+
+    def _rnn_outputs(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """[B, T, hidden * directions]; rows are meaningful at t < length only."""
+        steps = torch.arange(x.shape[1], device=x.device)[None, :]
+        # Position t of the reversed sequence; an involution that leaves padding in place.
+        reverse = torch.where(steps < lengths[:, None], lengths[:, None] - 1 - steps, steps)
+
+        def flip(t):
+            return t.gather(1, reverse[:, :, None].expand_as(t))
+
+        for layer, forward_rnn in enumerate(self.forward_rnns):
+            if layer:
+                x = self.dropout(x)  # between layers, as nn.GRU(dropout=...) does
+            outputs = [forward_rnn(x)[0]]
+            if self.cfg.bidirectional:
+                outputs.append(flip(self.backward_rnns[layer](flip(x))[0]))
+            x = torch.cat(outputs, dim=-1)
+        return x
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """ids [B, T] (0 = padding), lengths [B] >= 1  ->  unit vectors [B, embed_dim]."""
@@ -67,18 +91,16 @@ class Encoder(nn.Module):
         vectors = self.embedding(ids)
         weights = self.term_weight(ids) * mask
         bag = (vectors * weights).sum(1) / lengths[:, None].to(vectors.dtype)
-        packed = pack_padded_sequence(self.dropout(vectors), lengths.cpu(), batch_first=True,
-                                      enforce_sorted=False)
-        outputs, hidden = self.rnn(packed)
+        outputs = self._rnn_outputs(self.dropout(vectors), lengths)
         if self.cfg.pooling == "last":
-            h = hidden[0] if isinstance(hidden, tuple) else hidden
-            pooled = torch.cat([h[-2], h[-1]], dim=-1) if self.cfg.bidirectional else h[-1]
+            # The forward direction ends at the last token, the backward one at the first.
+            last = outputs[torch.arange(len(ids), device=ids.device), lengths - 1]
+            pooled = (torch.cat([last[:, : self.cfg.hidden_dim], outputs[:, 0, self.cfg.hidden_dim:]], dim=-1)
+                      if self.cfg.bidirectional else last)
+        elif self.cfg.pooling == "mean":
+            pooled = (outputs * mask).sum(1) / lengths[:, None].to(outputs.dtype)
         else:
-            outputs, _ = pad_packed_sequence(outputs, batch_first=True, total_length=ids.shape[1])
-            if self.cfg.pooling == "mean":
-                pooled = (outputs * mask).sum(1) / lengths[:, None].to(outputs.dtype)
-            else:
-                pooled = outputs.masked_fill(~mask, float("-inf")).max(1).values
+            pooled = outputs.masked_fill(~mask, float("-inf")).max(1).values
         return F.normalize(bag + self.project(self.dropout(pooled)), dim=-1)
 
 

@@ -141,6 +141,7 @@ class TrainParams:
     grad_accum_steps: int = 1
     grad_clip: float = 1.0
     bucket_size: int = 1
+    sparse_embeddings: bool = True
     lr_schedule: str = "constant"
     early_stopping: int = 0
     ict_epochs: int = 0
@@ -155,6 +156,7 @@ class TrainParams:
         _check_int("train", "early_stopping", self.early_stopping, 0)
         _check_int("train", "ict_epochs", self.ict_epochs, 0)
         _check_bool("train", "resume", self.resume)
+        _check_bool("train", "sparse_embeddings", self.sparse_embeddings)
         _check_int("train", "batch_size", self.batch_size, 1)
         _check_int("train", "epochs", self.epochs, 1)
         _check_int("train", "grad_accum_steps", self.grad_accum_steps, 1)

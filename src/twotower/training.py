@@ -94,7 +94,47 @@ def epoch_batches(order: np.ndarray, lengths: np.ndarray, batch_size: int, bucke
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-def _train_epoch(model, split: Split, rows3, batches, optimizer, schedule, trainable, params,
+def make_optimizers(model, lr: float, sparse_embeddings: bool) -> list[torch.optim.Optimizer]:
+    """Adam for the RNNs and projections, and for the word table and term weights either
+    Adam too or, with `sparse_embeddings`, SparseAdam over sparse row gradients.
+
+    Dense Adam walks every row of the 400k x 50 GloVe table (and its two moment tables)
+    at each step, which costs more than the RNNs on CPU; SparseAdam ("lazy Adam") moves
+    only the rows of words in the batch. Call before wrapping the model for DDP, which
+    reads the tables' `sparse` flag when it is built.
+    """
+    tables = [model.embedding, model.term_weight]
+    for table in tables:
+        table.sparse = sparse_embeddings
+    table_params = [p for table in tables for p in table.parameters() if p.requires_grad]
+    others = [p for p in model.parameters() if p.requires_grad and not any(p is t for t in table_params)]
+    if not sparse_embeddings:
+        return [torch.optim.Adam(others + table_params, lr=lr)]
+    return [torch.optim.Adam(others, lr=lr), *([torch.optim.SparseAdam(table_params, lr=lr)] if table_params else [])]
+
+
+def clip_gradients(parameters, max_norm: float) -> float:
+    """`torch.nn.utils.clip_grad_norm_` for a mix of dense and sparse gradients (which it
+    rejects): scale all gradients so their joint L2 norm is at most `max_norm`."""
+    grads = []
+    for p in parameters:
+        if p.grad is None:
+            continue
+        if p.grad.is_sparse:
+            p.grad = p.grad.coalesce()  # repeated rows are summed, so the norm is the true one
+            grads.append(p.grad._values())
+        else:
+            grads.append(p.grad)
+    if not grads:
+        return 0.0
+    total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+    scale = (max_norm / (total + 1e-6)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(scale)
+    return float(total)
+
+
+def _train_epoch(model, split: Split, rows3, batches, optimizers, schedules, trainable, params,
                  loss: str, margin: float, temperature: float, device, desc: str) -> float:
     """One pass over `batches` of triplet indices; returns the mean loss.
 
@@ -119,10 +159,11 @@ def _train_epoch(model, split: Split, rows3, batches, optimizer, schedule, train
         (loss_value / params.grad_accum_steps).backward()
         if (step + 1) % params.grad_accum_steps == 0 or step + 1 == len(batches):
             if params.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(trainable, params.grad_clip)
-            optimizer.step()
-            schedule.step()
-            optimizer.zero_grad(set_to_none=True)
+                clip_gradients(trainable, params.grad_clip)
+            for optimizer, schedule in zip(optimizers, schedules):
+                optimizer.step()
+                schedule.step()
+                optimizer.zero_grad(set_to_none=True)
         total += float(loss_value.detach()) * len(rows)
         count += len(rows)
         bar.set_postfix(loss=f"{total / count:.4f}")
@@ -150,22 +191,25 @@ def train(model, train_split: Split, triplets: pd.DataFrame, val_split: Split, p
         raise TwoTowerError("no training triplets (does the train split have selected passages?)")
     model.to(device)
     trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizers = make_optimizers(model, params.lr, params.sparse_embeddings)
     replica = distributed.wrap(model, device)
     triplet_lengths = np.maximum(train_split.passages.lengths[rows3[1]], train_split.passages.lengths[rows3[2]])
-    optimizer = torch.optim.Adam(trainable, lr=params.lr)
     rng = np.random.default_rng(params.seed)
     steps_per_epoch = len(epoch_batches(np.arange(len(rows3[0])), triplet_lengths, params.batch_size,
                                         params.bucket_size, np.random.default_rng(0)))
     updates = params.epochs * -(-steps_per_epoch // params.grad_accum_steps)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda update: (
+    schedules = [torch.optim.lr_scheduler.LambdaLR(optimizer, lambda update: (
         0.5 * (1 + math.cos(math.pi * update / updates)) if params.lr_schedule == "cosine" else 1.0))
+        for optimizer in optimizers]
     state = {"epoch": 0, "best": None, "best_state": None, "history": []}
     if checkpoint is not None and getattr(params, "resume", True):
         saved = _load_checkpoint(checkpoint, fingerprint)
         if saved is not None:
             model.load_state_dict(saved["model"])
-            optimizer.load_state_dict(saved["optimizer"])
-            schedule.load_state_dict(saved["schedule"])
+            for optimizer, schedule, optimizer_state, schedule_state in zip(
+                    optimizers, schedules, saved["optimizers"], saved["schedules"]):
+                optimizer.load_state_dict(optimizer_state)
+                schedule.load_state_dict(schedule_state)
             rng.bit_generator.state = saved["rng"]
             torch.set_rng_state(saved["torch_rng"])
             state = {k: saved[k] for k in state}
@@ -180,7 +224,7 @@ def train(model, train_split: Split, triplets: pd.DataFrame, val_split: Split, p
             break
         batches = epoch_batches(rng.permutation(len(rows3[0])), triplet_lengths, params.batch_size,
                                 params.bucket_size, rng)
-        mean_loss = _train_epoch(replica, train_split, rows3, batches, optimizer, schedule, trainable, params,
+        mean_loss = _train_epoch(replica, train_split, rows3, batches, optimizers, schedules, trainable, params,
                                  loss, margin, temperature, device, desc=f"epoch {epoch}/{params.epochs}")
         figures = {"loss": mean_loss, **validate(model, val_split, 512, device)}
         if on_epoch:
@@ -191,17 +235,18 @@ def train(model, train_split: Split, triplets: pd.DataFrame, val_split: Split, p
             state["best_state"] = copy.deepcopy(model.state_dict())
         state.update(epoch=epoch, best=best)
         if checkpoint is not None and distributed.is_main():
-            _save_checkpoint(checkpoint, fingerprint, state, model, optimizer, schedule, rng)
+            _save_checkpoint(checkpoint, fingerprint, state, model, optimizers, schedules, rng)
     model.load_state_dict(state["best_state"])
     return best
 
 
-def _save_checkpoint(path, fingerprint, state, model, optimizer, schedule, rng) -> None:
+def _save_checkpoint(path, fingerprint, state, model, optimizers, schedules, rng) -> None:
     from twotower.files import atomic_path
 
     with atomic_path(path) as tmp:
         torch.save({**state, "fingerprint": fingerprint, "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                    "optimizers": [o.state_dict() for o in optimizers],
+                    "schedules": [s.state_dict() for s in schedules],
                     "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()}, tmp)
 
 
@@ -216,7 +261,7 @@ def _load_checkpoint(path, fingerprint):
     except Exception as exc:  # a checkpoint we cannot read is as good as none
         print(f"ignoring unreadable checkpoint {path} ({type(exc).__name__})")
         return None
-    if saved.get("fingerprint") != fingerprint:
+    if saved.get("fingerprint") != fingerprint or "optimizers" not in saved:
         print(f"ignoring checkpoint {path}: it was made with other params or inputs")
         return None
     return saved
