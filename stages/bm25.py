@@ -9,10 +9,8 @@ import argparse
 from twotower.bm25 import bm25_run
 from twotower.data import load_split
 from twotower.errors import exit_on_error
-from twotower.files import write_json
-from twotower.metrics import evaluate_run
+from twotower.metrics import save_run_and_metrics
 from twotower.params import load_section
-from twotower.runs import write_trec_run
 
 
 @exit_on_error
@@ -35,10 +33,7 @@ def main(argv=None):
     if unanswered:
         print(f"note: {unanswered} query(ies) share no term with any passage and get no results")
 
-    write_trec_run(run, args.run, tag="bm25")
-    metrics = evaluate_run(run, tables.qrels)
-    write_json(metrics, args.metrics)
-    print(", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+    save_run_and_metrics(run, tables.qrels, args.run, args.metrics, tag="bm25")
 
 
 if __name__ == "__main__":

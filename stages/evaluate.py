@@ -16,13 +16,12 @@ import pandas as pd
 from twotower.ann import load_index, search
 from twotower.data import load_split
 from twotower.errors import TwoTowerError, exit_on_error
-from twotower.files import atomic_path, write_json
+from twotower.files import atomic_path
 from twotower.index import embed, to_run
-from twotower.metrics import evaluate_run, precision_recall_curve
+from twotower.metrics import precision_recall_curve, save_run_and_metrics
 from twotower.model import load_model
 from twotower.params import load_section
 from twotower.plots import plot_precision_recall
-from twotower.runs import write_trec_run
 from twotower.text import TokenArrays
 from twotower.training import Split, rank, select_device
 
@@ -61,15 +60,12 @@ def main(argv=None):
                               nprobe=params.ivf_nprobe)
         run = to_run(split.qids, pids, scores, rows)
 
-    write_trec_run(run, args.run, tag="twotower")
-    metrics = evaluate_run(run, tables.qrels)
-    write_json(metrics, args.metrics)
+    save_run_and_metrics(run, tables.qrels, args.run, args.metrics, tag="twotower")
     curve = precision_recall_curve(run, tables.qrels)
     with atomic_path(args.plots) as out:
         out.mkdir()
         curve.to_csv(out / "precision_recall.csv", index=False)
         plot_precision_recall({"two-tower": curve}, out / "precision_recall.png")
-    print(", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
 
 
 if __name__ == "__main__":

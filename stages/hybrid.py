@@ -9,11 +9,10 @@ import argparse
 
 from twotower.data import load_split
 from twotower.errors import exit_on_error
-from twotower.files import write_json
 from twotower.fusion import fuse
-from twotower.metrics import evaluate_run
+from twotower.metrics import save_run_and_metrics
 from twotower.params import load_section
-from twotower.runs import read_trec_run, write_trec_run
+from twotower.runs import read_trec_run
 
 
 @exit_on_error
@@ -34,10 +33,7 @@ def main(argv=None):
     print(f"fusing {args.dense} and {args.sparse} ({how})")
     run = fuse(read_trec_run(args.dense), read_trec_run(args.sparse), params)
 
-    write_trec_run(run, args.run, tag="hybrid")
-    metrics = evaluate_run(run, tables.qrels)
-    write_json(metrics, args.metrics)
-    print(", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+    save_run_and_metrics(run, tables.qrels, args.run, args.metrics, tag="hybrid")
 
 
 if __name__ == "__main__":

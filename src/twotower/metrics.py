@@ -70,3 +70,16 @@ def precision_recall_curve(run: pd.DataFrame, qrels: pd.DataFrame, ks=(1, 2, 3, 
     found = _aggregate(measures, _qrels(qrels, True), _run(run))
     return pd.DataFrame({"k": list(ks), "precision": [round(found[f"P@{k}"], 6) for k in ks],
                          "recall": [round(found[f"R@{k}"], 6) for k in ks]})
+
+
+def save_run_and_metrics(run: pd.DataFrame, qrels: pd.DataFrame, run_path, metrics_path, tag: str) -> dict:
+    """Write the TREC run and its measures, and print them: every ranking stage ends this
+    way, so a run file and its metrics JSON always come from the same ranking."""
+    from twotower.files import write_json
+    from twotower.runs import write_trec_run
+
+    write_trec_run(run, run_path, tag=tag)
+    metrics = evaluate_run(run, qrels)
+    write_json(metrics, metrics_path)
+    print(", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+    return metrics
