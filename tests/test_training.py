@@ -13,7 +13,7 @@ import torch
 from twotower.model import ModelConfig, TwoTower
 from twotower.params import TrainParams
 from twotower.text import TokenArrays
-from twotower.training import Split, clip_gradients, epoch_batches, make_optimizers, seed_everything, train
+from twotower.training import Split, batches_per_epoch, clip_gradients, epoch_batches, make_optimizers, seed_everything, train
 
 VOCAB, DIM, TOPICS = 40, 8, 4
 
@@ -174,6 +174,14 @@ def test_clip_gradients_matches_torch_on_dense_and_counts_sparse_rows_once():
                                          check_invariants=True)
     assert clip_gradients([table], 1.0) == pytest.approx(5.0)  # |(4, 0), (0, 3)| = 5
     torch.testing.assert_close(table.grad.to_dense(), torch.tensor([[0, 0], [0.8, 0], [0, 0], [0, 0.6]]))
+
+
+@pytest.mark.parametrize("n,batch_size,bucket_size", [(0, 4, 1), (1, 4, 1), (17, 4, 1), (17, 4, 3), (24, 4, 3),
+                                                      (25, 4, 3), (100, 7, 5), (5, 8, 50)])
+def test_batches_per_epoch_counts_what_epoch_batches_cuts(n, batch_size, bucket_size):
+    rng = np.random.default_rng(0)
+    batches = epoch_batches(rng.permutation(n), rng.integers(1, 9, n), batch_size, bucket_size, rng)
+    assert batches_per_epoch(n, batch_size, bucket_size) == len(batches)
 
 
 def test_bucketed_batches_cover_every_triplet_once_with_similar_lengths():

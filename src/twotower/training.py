@@ -94,6 +94,14 @@ def epoch_batches(order: np.ndarray, lengths: np.ndarray, batch_size: int, bucke
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
+def batches_per_epoch(n: int, batch_size: int, bucket_size: int) -> int:
+    """How many batches `epoch_batches` cuts from `n` triplets (windows cut separately)."""
+    if bucket_size <= 1:
+        return -(-n // batch_size)
+    full_windows, rest = divmod(n, batch_size * bucket_size)
+    return full_windows * bucket_size + -(-rest // batch_size)
+
+
 def make_optimizers(model, lr: float, sparse_embeddings: bool) -> list[torch.optim.Optimizer]:
     """Adam for the RNNs and projections, and for the word table and term weights either
     Adam too or, with `sparse_embeddings`, SparseAdam over sparse row gradients.
@@ -195,8 +203,7 @@ def train(model, train_split: Split, triplets: pd.DataFrame, val_split: Split, p
     replica = distributed.wrap(model, device)
     triplet_lengths = np.maximum(train_split.passages.lengths[rows3[1]], train_split.passages.lengths[rows3[2]])
     rng = np.random.default_rng(params.seed)
-    steps_per_epoch = len(epoch_batches(np.arange(len(rows3[0])), triplet_lengths, params.batch_size,
-                                        params.bucket_size, np.random.default_rng(0)))
+    steps_per_epoch = batches_per_epoch(len(rows3[0]), params.batch_size, params.bucket_size)
     updates = params.epochs * -(-steps_per_epoch // params.grad_accum_steps)
     schedules = [torch.optim.lr_scheduler.LambdaLR(optimizer, lambda update: (
         0.5 * (1 + math.cos(math.pi * update / updates)) if params.lr_schedule == "cosine" else 1.0))
