@@ -2,13 +2,15 @@
 
 Keeps a seeded fraction `data.subsample` of each split's queries (test whole unless
 `data.subsample_test`), drops queries without a selected passage, and reports every
-dropped row and every cleaned text by reason. With `data.ict_passages > 0` it also writes
-an `ict` split of inverse-cloze pairs made from the unlabelled `collection.parquet`.
+dropped row and every cleaned text by reason. The raw files are streamed in record batches
+(`twotower.data.prepare_split`), so memory stays bounded whatever their size. With
+`data.ict_passages > 0` it also writes an `ict` split of inverse-cloze pairs made from the
+unlabelled `collection.parquet`.
 """
 
 import argparse
 
-from twotower.data import SPLITS, check_raw, read_collection, read_split, write_split
+from twotower.data import SPLITS, check_raw, prepare_split, read_collection, write_split
 from twotower.errors import exit_on_error
 from twotower.files import atomic_path
 from twotower.ict import inverse_cloze_pairs
@@ -27,14 +29,13 @@ def main(argv=None):
     with atomic_path(args.out) as out:
         for split in SPLITS:
             fraction = params.subsample if split != "test" or params.subsample_test else 1.0
-            tables = read_split(params.raw_dir, split, fraction, params.seed)
-            write_split(tables, out / split)
-            print(f"{split}: {len(tables.queries)} queries, {len(tables.passages)} passages, "
-                  f"{int(tables.qrels['selected'].sum())} selected of {len(tables.qrels)} judged")
-            for reason, count in sorted(tables.dropped.items()):
+            summary = prepare_split(params.raw_dir, split, out / split, fraction, params.seed)
+            print(f"{split}: {summary.queries} queries, {summary.passages} passages, "
+                  f"{summary.selected} selected of {summary.judged} judged")
+            for reason, count in sorted(summary.dropped.items()):
                 if count:
                     print(f"{split}: dropped {count} {reason}")
-            for reason, count in sorted(tables.cleaned.items()):
+            for reason, count in sorted(summary.cleaned.items()):
                 if count:
                     print(f"{split}: cleaned {count} {reason}")
         if params.ict_passages:

@@ -5,17 +5,30 @@ embeddings.npy (float32 [vocab, 50], GloVe rows where known), idf.npy (float32 [
 inverse document frequency over the training passages), and per split
 queries_{ids,lengths}.npy / passages_{ids,lengths}.npy, row-aligned with the
 prepared queries.parquet / passages.parquet.
+Texts are streamed from the prepared parquet and encoded batch by batch straight into the
+.npy files (`twotower.text.encode_to_files`), so memory stays bounded whatever their size.
 """
 
 import argparse
 from pathlib import Path
 
-from twotower.data import SPLITS, load_split
+import numpy as np
+
+from twotower.data import SPLITS, prepared_file, table_rows, text_batches
 from twotower.errors import exit_on_error
 from twotower.files import atomic_path, save_npy
 from twotower.params import load_section
-from twotower.text import TokenArrays, Tokenizer, build_vocab, embedding_matrix, inverse_document_frequency
+from twotower.text import Tokenizer, build_vocab, embedding_matrix, encode_to_files, idf_weights
 from twotower.vectors import load_glove
+
+TABLES = ("queries", "passages")
+
+
+def train_texts(files: dict):
+    """Every training query and passage text, streamed: what the vocabulary is counted on."""
+    for table in TABLES:
+        for batch in text_batches(files["train", table], desc=f"vocabulary: train {table}"):
+            yield from batch
 
 
 @exit_on_error
@@ -28,31 +41,29 @@ def main(argv=None):
     params = load_section("tokenize", args.params)
 
     names = [*SPLITS, *(["ict"] if Path(args.prepared, "ict").is_dir() else [])]
-    splits = {name: load_split(args.prepared, name) for name in names}
-    train = splits["train"]
+    files = {(name, table): prepared_file(args.prepared, name, table) for name in names for table in TABLES}
     glove_words, glove = load_glove()
-    vocab = build_vocab([*train.queries["text"], *train.passages["text"]], glove_words,
-                        params.min_freq, params.max_vocab)
+    vocab = build_vocab(train_texts(files), glove_words, params.min_freq, params.max_vocab)
     matrix, pretrained = embedding_matrix(vocab, glove_words, glove, params.seed)
     print(f"vocabulary: {len(vocab)} entries, {pretrained} with GloVe vectors")
 
     tokenizer = Tokenizer(vocab)
+    max_len = {"queries": params.max_len_query, "passages": params.max_len_passage}
     with atomic_path(args.out) as out:
         out.mkdir()
         (out / "vocab.txt").write_text("\n".join(vocab) + "\n")
         save_npy(matrix, out / "embeddings.npy")
-        for name, tables in splits.items():
-            for prefix, texts, max_len in (
-                ("queries", tables.queries["text"], params.max_len_query),
-                ("passages", tables.passages["text"], params.max_len_passage),
-            ):
-                arrays = TokenArrays(*tokenizer.encode_batch(texts, max_len))
-                arrays.save(Path(out) / name, prefix)
-                if (name, prefix) == ("train", "passages"):
-                    save_npy(inverse_document_frequency(arrays.ids, len(vocab)), out / "idf.npy")
-                unknown = (arrays.ids == 1).sum() / max(1, arrays.lengths.sum())
-                print(f"{name} {prefix}: {len(arrays)} rows, mean length "
-                      f"{arrays.lengths.mean():.1f}, {unknown:.1%} unknown tokens")
+        for name in names:
+            for table in TABLES:
+                path = files[name, table]
+                df = np.zeros(len(vocab), dtype=np.int64) if (name, table) == ("train", "passages") else None
+                batches = text_batches(path, desc=f"{name} {table}")
+                counts = encode_to_files(tokenizer, batches, table_rows(path), max_len[table], out / name, table, df)
+                if df is not None:
+                    save_npy(idf_weights(df, counts.rows), out / "idf.npy")
+                print(f"{name} {table}: {counts.rows} rows, mean length "
+                      f"{counts.tokens / max(1, counts.rows):.1f}, "
+                      f"{counts.unknown / max(1, counts.tokens):.1%} unknown tokens")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ import pyarrow.parquet as pq
 import pytest
 from tiny_data import make_tiny_msmarco, msmarco_table
 
-from twotower.data import keep_fraction, load_split, read_split, write_split
+from twotower.data import (PASSAGES_SCHEMA, QRELS_SCHEMA, QUERIES_SCHEMA, keep_fraction, load_split,
+                           prepare_split, read_split, write_split)
 from twotower.errors import TwoTowerError
 
 
@@ -250,3 +251,74 @@ def test_write_and_load_split_round_trip(tiny_raw, tmp_path):
     pd.testing.assert_frame_equal(loaded.qrels, tables.qrels)
     with pytest.raises(TwoTowerError, match="prepared split missing"):
         load_split(tmp_path, "train")
+
+
+def assert_same_tables(found, expected):
+    pd.testing.assert_frame_equal(found.queries, expected.queries)
+    pd.testing.assert_frame_equal(found.passages, expected.passages)
+    pd.testing.assert_frame_equal(found.qrels, expected.qrels)
+    assert +found.dropped == +expected.dropped and +found.cleaned == +expected.cleaned
+
+
+@pytest.mark.parametrize("split", ["train", "validation", "test"])
+def test_output_does_not_depend_on_batch_size(tiny_raw, split):
+    # validation reuses negatives across queries: de-duplication has to work across batches.
+    whole = read_split(tiny_raw, split, batch_size=100_000)
+    for batch_size in (1, 3):
+        assert_same_tables(read_split(tiny_raw, split, batch_size=batch_size), whole)
+
+
+def test_duplicates_across_batches_are_merged_in_first_appearance_order(tmp_path):
+    folder = write_rows(tmp_path, "train", [
+        row(1, "lake water", ["shared text", "lake one"], [0, 1]),
+        row(2, "bank loan", ["bank one", "shared text"], [0, 0]),        # no positive: dropped
+        row(3, "river boat", ["river one", "bank one", "shared text"], [1, 0, 0]),
+        row(1, "lake water", ["lake two", "shared text"], [0, 1]),       # qid 1 again, a later batch
+    ])
+    whole = read_split(folder, "train", batch_size=100)
+    assert_same_tables(read_split(folder, "train", batch_size=1), whole)
+    assert whole.queries["qid"].tolist() == ["1", "3"]
+    assert whole.dropped["queries with no selected passage"] == 1
+    assert whole.passages["text"].tolist() == ["shared text", "lake one", "bank one", "river one", "lake two"]
+    pid = whole.passages.set_index("text")["pid"]
+    qrels = whole.qrels.set_index(["qid", "pid"])
+    assert qrels.index.tolist() == [("1", pid["shared text"]), ("1", pid["lake one"]), ("3", pid["river one"]),
+                                    ("3", pid["bank one"]), ("3", pid["shared text"]), ("1", pid["lake two"])]
+    # qid 1 judged "shared text" unselected in its first row, selected in the later one.
+    assert qrels.loc[("1", pid["shared text"]), "selected"]
+    assert qrels.loc[("1", pid["shared text"]), "relevance"] == 1
+
+
+def test_given_passage_id_keeps_its_first_text_even_from_a_dropped_query(tmp_path):
+    folder = write_rows(tmp_path, "train", [
+        row(1, "bank loan", ["first text"], [0], passage_id=["p1"], relevance=[0]),  # no positive: dropped
+        row(2, "lake water", ["second text", "lake"], [0, 1], passage_id=["p1", "p2"], relevance=[1, 3]),
+    ], graded=True)
+    for batch_size in (1, 100):
+        tables = read_split(folder, "train", batch_size=batch_size)
+        assert tables.passages.values.tolist() == [["p1", "first text"], ["p2", "lake"]]
+        assert tables.qrels[["qid", "pid", "relevance"]].values.tolist() == [["2", "p1", 1], ["2", "p2", 3]]
+
+
+def test_prepare_split_writes_the_documented_schemas_and_no_scratch(tiny_raw, tmp_path):
+    summary = prepare_split(tiny_raw, "validation", tmp_path / "validation", batch_size=7)
+    assert sorted(p.name for p in (tmp_path / "validation").iterdir()) == [
+        "passages.parquet", "qrels.parquet", "queries.parquet"]
+    for name, schema in (("queries", QUERIES_SCHEMA), ("passages", PASSAGES_SCHEMA), ("qrels", QRELS_SCHEMA)):
+        assert pq.read_schema(tmp_path / "validation" / f"{name}.parquet").equals(schema)
+    tables = load_split(tmp_path, "validation")
+    assert (summary.queries, summary.passages, summary.judged, summary.selected) == (
+        len(tables.queries), len(tables.passages), len(tables.qrels), int(tables.qrels["selected"].sum()))
+
+
+def test_prepare_split_leaves_no_scratch_when_it_fails(tmp_path):
+    folder = write_rows(tmp_path / "raw", "train", [row(1, "lake", ["lake water"], [0])])
+    with pytest.raises(TwoTowerError, match="no query has a selected passage"):
+        prepare_split(folder, "train", tmp_path / "out")
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_query_whose_passages_are_all_dropped_leaves_no_slots_and_one_clear_error(tmp_path):
+    folder = write_rows(tmp_path, "train", [row(1, "lake", ["", None], [1, 0])])
+    with pytest.raises(TwoTowerError, match="no query has a selected passage once 2 empty or missing passage"):
+        read_split(folder, "train")

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from twotower.files import atomic_path, read_json, save_npy, write_json, write_parquet
+from twotower.files import atomic_path, npy_writer, read_json, save_npy, write_json, write_parquet
 
 
 def test_atomic_path_replaces_file_only_on_success(tmp_path):
@@ -60,3 +60,22 @@ def test_temporaries_of_killed_writers_are_cleared(tmp_path):
         tmp.write_text("weights")
     assert not stale.exists() and live.exists() and other.exists()
     assert (tmp_path / "model.pt").read_text() == "weights"
+
+
+def test_npy_writer_writes_what_np_save_writes_block_by_block(tmp_path):
+    array = np.arange(30, dtype=np.int32).reshape(10, 3)
+    np.save(tmp_path / "expected.npy", array)
+    with npy_writer(tmp_path / "ids.npy", array.shape, np.int32) as write:
+        for block in (array[:4], array[4:9], array[9:]):
+            write(block)
+    assert (tmp_path / "ids.npy").read_bytes() == (tmp_path / "expected.npy").read_bytes()
+
+
+@pytest.mark.parametrize("block", [np.zeros((2, 3), np.int64),    # wrong dtype
+                                   np.zeros((2, 4), np.int32),    # wrong width
+                                   np.zeros((4, 3), np.int32)])   # too many rows
+def test_npy_writer_refuses_a_block_that_does_not_fit_and_leaves_no_file(tmp_path, block):
+    with pytest.raises(ValueError, match="does not fit"):
+        with npy_writer(tmp_path / "ids.npy", (3, 3), np.int32) as write:
+            write(block)
+    assert list(tmp_path.iterdir()) == []

@@ -1,6 +1,6 @@
-"""Property tests (Hypothesis): the tokenizer on any text, the metrics' bounds and fixed
-points, and triplet sampling on random qrels. Example counts stay small: each metric call
-runs trec_eval."""
+"""Property tests (Hypothesis): the tokenizer and word counts on any text, the metrics'
+bounds and fixed points, and triplet sampling on random qrels. Example counts stay small:
+each metric call runs trec_eval."""
 
 from collections import Counter
 
@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from twotower.errors import TwoTowerError
 from twotower.metrics import METRIC_NAMES, evaluate_run
-from twotower.text import PAD_ID, UNK_ID, Tokenizer, build_vocab, words
+from twotower.text import PAD_ID, UNK_ID, Tokenizer, build_vocab, count_words, document_frequency, words
 from twotower.triplets import build_triplets
 
 # Any code point, surrogates, controls and unassigned ones included.
@@ -129,3 +129,22 @@ def test_a_negative_is_never_selected_or_related_for_its_query(inputs, negatives
         assert neg in pids
     again = build_triplets(qrels, np.array(pids), negatives, per_query, seed, bm25_candidates=candidates)
     pd.testing.assert_frame_equal(again, triplets)
+
+
+# Greek capital sigma lowercases by context (final or not), so it checks chunked counting.
+SIGMA_TEXT = st.lists(st.sampled_from(["Σ", "ΟΔΟΣ", "'", ".", " ", "a", "É", "\u0345"]),
+                      max_size=12).map("".join)
+
+
+@FAST
+@given(texts=st.lists(st.one_of(SOME_TEXT, SIGMA_TEXT), max_size=8), chunk=st.integers(1, 4))
+def test_count_words_in_chunks_equals_counting_each_text(texts, chunk):
+    assert count_words(texts, chunk=chunk) == Counter(w for t in texts for w in words(t))
+
+
+@FAST
+@given(rows=st.lists(st.lists(st.integers(0, 9), min_size=5, max_size=5), max_size=10))
+def test_document_frequency_equals_a_set_per_row(rows):
+    ids = np.array(rows, dtype=np.int32).reshape(len(rows), 5)
+    expected = Counter(i for row in rows for i in set(row))
+    assert document_frequency(ids, 10).tolist() == [expected[i] for i in range(10)]

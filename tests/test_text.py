@@ -1,7 +1,10 @@
+from collections import Counter
+
 import numpy as np
 import pytest
 
-from twotower.text import (PAD, PAD_ID, UNK, UNK_ID, Tokenizer, build_vocab, embedding_matrix,
+from twotower.text import (PAD, PAD_ID, UNK, UNK_ID, TokenArrays, Tokenizer, build_vocab, count_words,
+                           document_frequency, embedding_matrix, encode_to_files, inverse_document_frequency,
                            words)
 
 TEXTS = ["The river and the lake.", "the boat on the river", "A fish in the lake"]
@@ -94,3 +97,46 @@ def test_embedding_matrix_uses_pretrained_rows_and_zero_pad():
     other, _ = embedding_matrix(vocab, pretrained_words, pretrained, seed=1)
     np.testing.assert_array_equal(matrix, again)
     assert not np.array_equal(matrix[3], other[3])
+
+
+def test_count_words_streams_in_chunks_with_the_counts_of_words():
+    texts = ["The river, the LAKE!", "ΟΔΟΣ ΣΟΦΟΣ", "Σ", "naïve İstanbul", "", "a_b c-d"]
+    expected = Counter(w for t in texts for w in words(t))
+    for chunk in (1, 2, 4096):
+        assert count_words(iter(texts), chunk=chunk) == expected
+
+
+def test_document_frequency_counts_each_id_once_per_row():
+    ids = np.array([[2, 3, 2, 0], [3, 3, 3, 3], [4, 0, 0, 0]], dtype=np.int32)
+    assert document_frequency(ids, 6).tolist() == [2, 0, 1, 2, 1, 0]
+    idf = inverse_document_frequency(ids, 6)
+    assert idf.dtype == np.float32 and idf[PAD_ID] == 0
+    np.testing.assert_allclose(idf[1:], np.log(4 / np.array([1, 2, 3, 2, 1])), rtol=1e-6)
+
+
+def texts_with_empty_and_unknown(n):
+    rng = np.random.default_rng(0)
+    pool = ["river", "lake", "boat", "volcano", "THE", "fish.", "", "?!"]
+    return [" ".join(rng.choice(pool, size=rng.integers(0, 12))) for _ in range(n)]
+
+
+def test_encode_to_files_does_not_depend_on_batch_size(tmp_path):
+    texts = texts_with_empty_and_unknown(50)
+    tok = Tokenizer(build_vocab(texts, ["ocean"], min_freq=1, max_vocab=100))
+    ids, lengths = tok.encode_batch(texts, max_len=6)
+    TokenArrays(ids, lengths).save(tmp_path / "whole", "passages")
+    for size in (1, 7, 50):
+        df = np.zeros(len(tok), dtype=np.int64)
+        batches = [texts[i:i + size] for i in range(0, len(texts), size)]
+        counts = encode_to_files(tok, batches, len(texts), 6, tmp_path / str(size), "passages", df)
+        for name in ("passages_ids.npy", "passages_lengths.npy"):
+            assert (tmp_path / str(size) / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
+        np.testing.assert_array_equal(df, document_frequency(ids, len(tok)))
+        assert (counts.rows, counts.tokens, counts.unknown) == (50, lengths.sum(), (ids == UNK_ID).sum())
+
+
+def test_encode_to_files_with_too_few_texts_leaves_no_file(tmp_path):
+    tok = Tokenizer([PAD, UNK, "a"])
+    with pytest.raises(ValueError, match="1 rows written, 2 expected"):
+        encode_to_files(tok, [["a"]], 2, 4, tmp_path, "queries")
+    assert list(tmp_path.iterdir()) == []

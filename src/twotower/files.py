@@ -81,5 +81,34 @@ def save_npy(array: np.ndarray, path) -> None:
         np.save(tmp, array)
 
 
+@contextlib.contextmanager
+def npy_writer(path, shape, dtype):
+    """Write an .npy file of `shape` a block of rows at a time; yields `write(block)`.
+
+    The file is byte for byte what np.save would write, and appears whole or not at all;
+    writing fewer or more than `shape[0]` rows is a ValueError. It is appended to rather
+    than filled through `np.lib.format.open_memmap`: a writable memory map keeps every page
+    written resident in the process (and counted in its RSS) until it is closed, so a 4 GB
+    id matrix would cost 4 GB of memory; plain writes leave the pages to the page cache.
+    """
+    shape, dtype = tuple(shape), np.dtype(dtype)
+    written = 0
+
+    def write(block: np.ndarray) -> None:
+        nonlocal written
+        if block.dtype != dtype or block.shape[1:] != shape[1:] or written + len(block) > shape[0]:
+            raise ValueError(f"{path}: a {block.dtype} block of shape {block.shape} does not fit "
+                             f"{dtype} {shape} after {written} rows")
+        file.write(np.ascontiguousarray(block).tobytes())
+        written += len(block)
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as file:
+        header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
+        np.lib.format.write_array_header_1_0(file, header)
+        yield write
+        if written != shape[0]:
+            raise ValueError(f"{path}: {written} rows written, {shape[0]} expected")
+
+
 def read_json(path):
     return json.loads(Path(path).read_text())

@@ -7,6 +7,9 @@ the id of "the", so every short text looked like it was full of "the".
 import re
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass
+from itertools import chain, islice, repeat
+from pathlib import Path
 
 import numpy as np
 
@@ -20,6 +23,19 @@ def words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
+def count_words(texts: Iterable[str], chunk: int = 4096) -> Counter:
+    """How often each of `words` occurs over `texts`, which may be a stream of any length.
+
+    Texts are split a chunk at a time, joined by a space: one regex call per chunk rather
+    than per text, and no word can span the space, so the counts are those of `words(t)`.
+    """
+    counts = Counter()
+    texts = iter(texts)
+    while group := list(islice(texts, chunk)):
+        counts.update(words(" ".join(group)))
+    return counts
+
+
 def build_vocab(training_texts: Iterable[str], pretrained_words: list[str],
                 min_freq: int, max_vocab: int) -> list[str]:
     """Training words (count >= min_freq, most frequent first), then pretrained words in
@@ -28,7 +44,7 @@ def build_vocab(training_texts: Iterable[str], pretrained_words: list[str],
     Filling from the pretrained list lets test-time words the training text never saw
     still map to a meaningful vector instead of <unk>.
     """
-    counts = Counter(w for t in training_texts for w in words(t))
+    counts = count_words(training_texts)
     ranked = sorted((w for w, c in counts.items() if c >= min_freq), key=lambda w: (-counts[w], w))
     vocab = [PAD, UNK]
     seen = set(vocab)
@@ -60,18 +76,31 @@ def embedding_matrix(vocab: list[str], pretrained_words: list[str], pretrained: 
     return matrix, len(rows)
 
 
-def inverse_document_frequency(ids: np.ndarray, vocab_size: int) -> np.ndarray:
-    """idf = log((N + 1) / (df + 1)) over the rows of a 0-padded id matrix; padding gets 0.
+def document_frequency(ids: np.ndarray, vocab_size: int) -> np.ndarray:
+    """How many rows of an id matrix hold each id (int64 [vocab_size], padding included).
+
+    Vectorised: each row is sorted, and an id is counted where its run in the row starts.
+    """
+    ordered = np.sort(ids, axis=1)
+    starts = np.ones(ordered.shape, dtype=bool)
+    starts[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    return np.bincount(ordered[starts], minlength=vocab_size)
+
+
+def idf_weights(df: np.ndarray, rows: int) -> np.ndarray:
+    """idf = log((N + 1) / (df + 1)) from document frequencies over N rows; padding gets 0.
 
     Starting term weights for the model's bag of word vectors: plain averaging lets "the"
     and "of" dominate a passage's vector, idf weighting is the classic fix (SIF, BM25).
     """
-    df = np.zeros(vocab_size, dtype=np.int64)
-    for row in ids:
-        df[np.unique(row)] += 1
-    idf = np.log((len(ids) + 1) / (df + 1)).astype(np.float32)
+    idf = np.log((rows + 1) / (df + 1)).astype(np.float32)
     idf[PAD_ID] = 0.0
     return idf
+
+
+def inverse_document_frequency(ids: np.ndarray, vocab_size: int) -> np.ndarray:
+    """`idf_weights` over the rows of a 0-padded id matrix."""
+    return idf_weights(document_frequency(ids, vocab_size), len(ids))
 
 
 class Tokenizer:
@@ -92,13 +121,55 @@ class Tokenizer:
         return ids or [UNK_ID]
 
     def encode_batch(self, texts: Iterable[str], max_len: int) -> tuple[np.ndarray, np.ndarray]:
-        """(ids int32 [n, max_len] right-padded with 0, lengths int32 [n])."""
-        encoded = [self.encode(t, max_len) for t in texts]
-        ids = np.zeros((len(encoded), max_len), dtype=np.int32)
-        lengths = np.fromiter((len(e) for e in encoded), dtype=np.int32, count=len(encoded))
-        for row, e in enumerate(encoded):
-            ids[row, : len(e)] = e
+        """(ids int32 [n, max_len] right-padded with 0, lengths int32 [n]): `encode` row by row.
+
+        The whole batch's words are looked up in one pass and dropped into place through a
+        mask, rather than a list and a copy per row: this is the tokenize stage's inner loop.
+        """
+        tokens = [words(t)[:max_len] for t in texts]
+        lengths = np.fromiter(map(len, tokens), dtype=np.int32, count=len(tokens))
+        flat = np.fromiter(map(self.ids.get, chain.from_iterable(tokens), repeat(UNK_ID)),
+                           dtype=np.int32, count=int(lengths.sum()))
+        ids = np.zeros((len(tokens), max_len), dtype=np.int32)
+        ids[np.arange(max_len) < lengths[:, None]] = flat
+        empty = lengths == 0
+        ids[empty, 0] = UNK_ID
+        lengths[empty] = 1
         return ids, lengths
+
+
+@dataclass
+class EncodedCounts:
+    """Totals over the rows `encode_to_files` wrote, for the stage's log."""
+    rows: int = 0
+    tokens: int = 0
+    unknown: int = 0
+
+
+def encode_to_files(tokenizer: Tokenizer, batches: Iterable[list[str]], rows: int, max_len: int,
+                    folder, prefix: str, df: np.ndarray | None = None) -> EncodedCounts:
+    """Encode `rows` texts, given a batch at a time, straight into TokenArrays' files
+    `{prefix}_ids.npy` and `{prefix}_lengths.npy`: memory holds one batch whatever `rows`.
+
+    With `df` (int64 [vocab]), each id's document frequency over these rows is added to it,
+    from the same batches, so idf needs no second pass over a full-size id matrix.
+    """
+    from twotower.files import npy_writer
+
+    counts = EncodedCounts()
+    folder = Path(folder)
+    with npy_writer(folder / f"{prefix}_ids.npy", (rows, max_len), np.int32) as write_ids, \
+            npy_writer(folder / f"{prefix}_lengths.npy", (rows,), np.int32) as write_lengths:
+        for texts in batches:
+            ids, lengths = tokenizer.encode_batch(texts, max_len)
+            write_ids(ids)
+            write_lengths(lengths)
+            counts.rows += len(lengths)
+            counts.tokens += int(lengths.sum())
+            counts.unknown += int((ids == UNK_ID).sum())
+            if df is not None:
+                df += document_frequency(ids, len(df))
+    return counts
 
 
 class TokenArrays:
@@ -118,8 +189,6 @@ class TokenArrays:
 
     @classmethod
     def load(cls, folder, prefix: str) -> "TokenArrays":
-        from pathlib import Path
-
         from twotower.errors import TwoTowerError
 
         folder = Path(folder)
@@ -130,8 +199,6 @@ class TokenArrays:
             raise TwoTowerError(f"token arrays missing: {exc.filename} (run the tokenize stage)") from None
 
     def save(self, folder, prefix: str) -> None:
-        from pathlib import Path
-
         from twotower.files import save_npy
 
         save_npy(self.ids, Path(folder) / f"{prefix}_ids.npy")
