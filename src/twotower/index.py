@@ -6,7 +6,6 @@ import torch
 from tqdm.auto import tqdm
 
 
-@torch.no_grad()
 def embed(encode, ids: np.ndarray, lengths: np.ndarray, batch_size: int, device,
           desc: str = "embedding") -> np.ndarray:
     """Run `encode(ids, lengths)` over all rows; returns float32 [n, dim] in input order.
@@ -14,18 +13,40 @@ def embed(encode, ids: np.ndarray, lengths: np.ndarray, batch_size: int, device,
     Rows are processed sorted by length so each batch is trimmed to its own longest
     sequence, which saves most of the padding work on skewed MS MARCO lengths.
     """
-    order = np.argsort(-lengths, kind="stable")
-    out = None
-    for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch",
-                      disable=len(order) <= batch_size):
-        rows = order[start: start + batch_size]
-        batch_len = int(lengths[rows].max())
-        vectors = encode(torch.as_tensor(np.asarray(ids[rows, :batch_len]), dtype=torch.long, device=device),
-                         torch.as_tensor(lengths[rows], dtype=torch.long, device=device))
-        if out is None:
-            out = np.empty((len(order), vectors.shape[1]), dtype=np.float32)
-        out[rows] = vectors.float().cpu().numpy()
-    return out if out is not None else np.empty((0, 0), dtype=np.float32)
+    whole = list(embed_windows(encode, ids, lengths, batch_size, device, max(len(lengths), 1), desc))
+    return whole[0] if whole else np.empty((0, 0), dtype=np.float32)
+
+
+@torch.no_grad()
+def embed_windows(encode, ids: np.ndarray, lengths: np.ndarray, batch_size: int, device, window: int,
+                  desc: str = "embedding"):
+    """Yield float32 [rows, dim] vectors of consecutive windows of `window` rows, in order.
+
+    As in `embed`, but rows are sorted by length only within their window and no batch spans
+    two windows, so a row's vector depends on its window alone: a slice that starts at a
+    multiple of `window` embeds to bit-for-bit the rows a whole run gives (float kernels
+    round differently for other batch shapes; `twotower.shards` relies on this). Memory
+    holds one window at a time.
+    """
+    n = len(lengths)
+    starts = range(0, n, window)
+    total = sum(-(-min(window, n - start) // batch_size) for start in starts)
+    with tqdm(total=total, desc=desc, unit="batch", disable=total <= 1) as progress:
+        for start in starts:
+            window_lengths = np.asarray(lengths[start: start + window])
+            order = np.argsort(-window_lengths, kind="stable")
+            out = None
+            for first in range(0, len(order), batch_size):
+                rows = order[first: first + batch_size]
+                batch_len = int(window_lengths[rows].max())
+                vectors = encode(
+                    torch.as_tensor(np.asarray(ids[start + rows, :batch_len]), dtype=torch.long, device=device),
+                    torch.as_tensor(window_lengths[rows], dtype=torch.long, device=device))
+                if out is None:
+                    out = np.empty((len(order), vectors.shape[1]), dtype=np.float32)
+                out[rows] = vectors.float().cpu().numpy()
+                progress.update()
+            yield out
 
 
 def top_k(query_vectors: np.ndarray, passage_vectors: np.ndarray, k: int,
