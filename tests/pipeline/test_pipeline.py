@@ -69,7 +69,8 @@ def test_model_loads_without_params(project, tmp_path):
     shutil.copy(project / "models" / "model.pt", tmp_path / "model.pt")
     model, ckpt = load_model(tmp_path / "model.pt")
     assert ckpt["vocab"][:2] == ["<pad>", "<unk>"]
-    assert model.cfg.rnn_type == "GRU"
+    params = yaml.safe_load((project / "params.yaml").read_text())["model"]
+    assert (model.cfg.rnn_type, model.cfg.hidden_dim) == (params["rnn_type"], params["hidden_dim"])
 
 
 def test_second_repro_does_nothing(project):
