@@ -13,7 +13,8 @@ import torch
 from twotower.model import ModelConfig, TwoTower
 from twotower.params import TrainParams
 from twotower.text import TokenArrays
-from twotower.training import Split, batches_per_epoch, clip_gradients, epoch_batches, make_optimizers, seed_everything, train
+from twotower.training import (Split, batches_per_epoch, clip_gradients, epoch_batches, make_optimizers,
+                                seed_everything, sparse_gradients_possible, train)
 
 VOCAB, DIM, TOPICS = 40, 8, 4
 
@@ -147,6 +148,14 @@ def test_sparse_embeddings_move_only_the_rows_of_batch_words():
         optimizer.step()
     moved = (model.embedding.weight.detach() != before).any(dim=1).nonzero().flatten().tolist()
     assert moved == [2, 3, 4]
+
+
+def test_sparse_gradients_fall_back_to_dense_only_for_multi_gpu_ddp(capsys):
+    assert sparse_gradients_possible(True, 1, "cpu") and sparse_gradients_possible(True, 1, "cuda")
+    assert sparse_gradients_possible(True, 4, "cpu")  # gloo all-reduces sparse tensors
+    assert not sparse_gradients_possible(False, 1, "cpu")
+    assert not sparse_gradients_possible(True, 2, "cuda")
+    assert "dense Adam" in capsys.readouterr().out
 
 
 def test_dense_embeddings_use_one_adam():

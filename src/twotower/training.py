@@ -102,6 +102,17 @@ def batches_per_epoch(n: int, batch_size: int, bucket_size: int) -> int:
     return full_windows * bucket_size + -(-rest // batch_size)
 
 
+def sparse_gradients_possible(requested: bool, world_size: int, device) -> bool:
+    """Sparse gradients unless DDP must all-reduce them over nccl, which has no sparse
+    all-reduce (pytorch/pytorch#22400): multi-GPU runs fall back to dense Adam, with a note."""
+    if requested and world_size > 1 and torch.device(device).type == "cuda":
+        if distributed.is_main():
+            print("note: train.sparse_embeddings needs gloo; with nccl (torchrun on GPUs) "
+                  "the word table is trained by dense Adam")
+        return False
+    return requested
+
+
 def make_optimizers(model, lr: float, sparse_embeddings: bool) -> list[torch.optim.Optimizer]:
     """Adam for the RNNs and projections, and for the word table and term weights either
     Adam too or, with `sparse_embeddings`, SparseAdam over sparse row gradients.
@@ -199,7 +210,8 @@ def train(model, train_split: Split, triplets: pd.DataFrame, val_split: Split, p
         raise TwoTowerError("no training triplets (does the train split have selected passages?)")
     model.to(device)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizers = make_optimizers(model, params.lr, params.sparse_embeddings)
+    optimizers = make_optimizers(model, params.lr,
+                                 sparse_gradients_possible(params.sparse_embeddings, distributed.world_size(), device))
     replica = distributed.wrap(model, device)
     triplet_lengths = np.maximum(train_split.passages.lengths[rows3[1]], train_split.passages.lengths[rows3[2]])
     rng = np.random.default_rng(params.seed)
