@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from twotower.text import (PAD, PAD_ID, UNK, UNK_ID, TokenArrays, Tokenizer, build_vocab, count_words,
-                           document_frequency, embedding_matrix, encode_to_files, inverse_document_frequency,
+                           document_frequency, embedding_matrix, encode_to_files, idf_weights,
                            words)
 
 TEXTS = ["The river and the lake.", "the boat on the river", "A fish in the lake"]
@@ -109,7 +109,7 @@ def test_count_words_streams_in_chunks_with_the_counts_of_words():
 def test_document_frequency_counts_each_id_once_per_row():
     ids = np.array([[2, 3, 2, 0], [3, 3, 3, 3], [4, 0, 0, 0]], dtype=np.int32)
     assert document_frequency(ids, 6).tolist() == [2, 0, 1, 2, 1, 0]
-    idf = inverse_document_frequency(ids, 6)
+    idf = idf_weights(document_frequency(ids, 6), len(ids))
     assert idf.dtype == np.float32 and idf[PAD_ID] == 0
     np.testing.assert_allclose(idf[1:], np.log(4 / np.array([1, 2, 3, 2, 1])), rtol=1e-6)
 

@@ -67,7 +67,8 @@ def merge_shards(shard_dir, num_shards: int, n: int, batch_size: int, path) -> t
     `COPY_ROWS` rows at a time (plain reads: a memory map's pages would count in memory too).
     """
     check_shard(0, num_shards)
-    shards = [_check_shard(shard_dir, k, num_shards, len(shard_rows(n, k, num_shards, WINDOW_BATCHES * batch_size)))
+    window = WINDOW_BATCHES * batch_size
+    shards = [_open_shard_header(shard_dir, k, num_shards, len(shard_rows(n, k, num_shards, window)))
               for k in range(num_shards)]
     dim = shards[0].shape[1]
     for k, shard in enumerate(shards):
@@ -84,7 +85,7 @@ def merge_shards(shard_dir, num_shards: int, n: int, batch_size: int, path) -> t
     return n, dim
 
 
-def _check_shard(shard_dir, shard: int, num_shards: int, rows: int) -> np.memmap:
+def _open_shard_header(shard_dir, shard: int, num_shards: int, rows: int) -> np.memmap:
     """The shard's file, opened as a memory map only to check its header."""
     path = shard_path(shard_dir, shard, num_shards)
     name = f"shard {shard} of {num_shards} ({path})"

@@ -98,11 +98,6 @@ def idf_weights(df: np.ndarray, rows: int) -> np.ndarray:
     return idf
 
 
-def inverse_document_frequency(ids: np.ndarray, vocab_size: int) -> np.ndarray:
-    """`idf_weights` over the rows of a 0-padded id matrix."""
-    return idf_weights(document_frequency(ids, vocab_size), len(ids))
-
-
 class Tokenizer:
     """Maps texts to padded id arrays; everything it needs is its vocabulary list."""
 
@@ -116,12 +111,13 @@ class Tokenizer:
         return len(self.vocab)
 
     def encode(self, text: str, max_len: int) -> list[int]:
-        """At least one id: an empty text becomes [<unk>] so every sequence has a length."""
-        ids = [self.ids.get(w, UNK_ID) for w in words(text)[:max_len]]
-        return ids or [UNK_ID]
+        """One text's ids, unpadded (`encode_batch` of one row)."""
+        ids, lengths = self.encode_batch([text], max_len)
+        return ids[0, : lengths[0]].tolist()
 
     def encode_batch(self, texts: Iterable[str], max_len: int) -> tuple[np.ndarray, np.ndarray]:
-        """(ids int32 [n, max_len] right-padded with 0, lengths int32 [n]): `encode` row by row.
+        """(ids int32 [n, max_len] right-padded with 0, lengths int32 [n]). Every row has at
+        least one id: an empty text becomes [<unk>] so every sequence has a length.
 
         The whole batch's words are looked up in one pass and dropped into place through a
         mask, rather than a list and a copy per row: this is the tokenize stage's inner loop.
