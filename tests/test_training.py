@@ -115,6 +115,20 @@ def test_checkpoint_from_other_inputs_is_ignored(tmp_path):
     assert seen == [1, 2, 3]
 
 
+def test_checkpoint_with_other_optimizers_is_ignored(tmp_path, capsys):
+    """Same params and inputs, but dense instead of sparse word-table updates (as under
+    torchrun on GPUs): the saved optimizer states do not fit, so training starts over."""
+    checkpoint = tmp_path / "train.pt"
+    run(checkpoint=checkpoint)
+    capsys.readouterr()
+    dense, best_dense = run(checkpoint=checkpoint, params=replace(PARAMS, sparse_embeddings=False))
+    out = capsys.readouterr().out
+    assert "holds 2 optimizer states, this run has 1" in out and "resuming" not in out
+    fresh, best_fresh = run(params=replace(PARAMS, sparse_embeddings=False))
+    assert best_dense == best_fresh
+    assert all(torch.equal(v, weights(fresh)[k]) for k, v in weights(dense).items())
+
+
 def test_resume_false_starts_over(tmp_path):
     checkpoint = tmp_path / "train.pt"
     run(checkpoint=checkpoint)

@@ -222,7 +222,7 @@ def train(model, train_split: Split, triplets: pd.DataFrame, val_split: Split, p
         for optimizer in optimizers]
     state = {"epoch": 0, "best": None, "best_state": None, "history": []}
     if checkpoint is not None and getattr(params, "resume", True):
-        saved = _load_checkpoint(checkpoint, fingerprint)
+        saved = _load_checkpoint(checkpoint, fingerprint, len(optimizers))
         if saved is not None:
             model.load_state_dict(saved["model"])
             for optimizer, schedule, optimizer_state, schedule_state in zip(
@@ -269,8 +269,10 @@ def _save_checkpoint(path, fingerprint, state, model, optimizers, schedules, rng
                     "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()}, tmp)
 
 
-def _load_checkpoint(path, fingerprint):
-    """The saved state, or None when there is none or it belongs to other params or inputs."""
+def _load_checkpoint(path, fingerprint, optimizers: int):
+    """The saved state, or None when there is none, it belongs to other params or inputs, or
+    it holds another number of optimizers (sparse vs dense word-table updates: the same
+    params give dense ones under torchrun on GPUs)."""
     from pathlib import Path
 
     if not Path(path).is_file():
@@ -280,7 +282,11 @@ def _load_checkpoint(path, fingerprint):
     except Exception as exc:  # a checkpoint we cannot read is as good as none
         print(f"ignoring unreadable checkpoint {path} ({type(exc).__name__})")
         return None
-    if saved.get("fingerprint") != fingerprint or "optimizers" not in saved:
+    if saved.get("fingerprint") != fingerprint:
         print(f"ignoring checkpoint {path}: it was made with other params or inputs")
+        return None
+    if len(saved.get("optimizers", [])) != optimizers:
+        print(f"ignoring checkpoint {path}: it holds {len(saved.get('optimizers', []))} optimizer states, "
+              f"this run has {optimizers}")
         return None
     return saved
