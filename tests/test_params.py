@@ -1,8 +1,10 @@
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
 from twotower.errors import TwoTowerError
+from twotower.model import ModelConfig
 from twotower.params import (SECTIONS, DataParams, ModelParams, load_section, read_params_file,
                              section_from_dict)
 
@@ -13,6 +15,22 @@ REPO_PARAMS = Path(__file__).parents[1] / "params.yaml"
 def test_defaults_and_repo_params_validate(name):
     assert section_from_dict(name, None) == SECTIONS[name]()
     assert isinstance(load_section(name, REPO_PARAMS), SECTIONS[name])
+
+
+@pytest.mark.parametrize("name", list(SECTIONS))
+def test_dataclass_defaults_are_the_repo_params(name):
+    """One source of defaults: a key missing from a params file falls back to the value the
+    pipeline runs with, and every param is spelled out in params.yaml for `dvc exp run -S`."""
+    assert load_section(name, REPO_PARAMS) == SECTIONS[name]()
+    assert sorted(read_params_file(REPO_PARAMS)[name]) == sorted(f.name for f in fields(SECTIONS[name]))
+
+
+def test_model_config_defaults_are_the_model_params():
+    config = ModelConfig(vocab_size=10, embed_dim=4)
+    defaults = ModelParams()
+    for f in fields(ModelConfig):
+        if f.name not in ("vocab_size", "embed_dim"):
+            assert getattr(config, f.name) == getattr(defaults, f.name), f.name
 
 
 def test_values_are_kept():

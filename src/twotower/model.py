@@ -14,22 +14,24 @@ import torch.nn.functional as F
 from torch import nn
 
 from twotower.errors import TwoTowerError
+from twotower.params import ModelParams
 
 CHECKPOINT_FORMAT = 3  # 3: one-way RNN modules per direction (forward_rnns, backward_rnns)
+_DEFAULTS = ModelParams()  # the architecture defaults have one source: params.py
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     vocab_size: int
     embed_dim: int
-    rnn_type: str = "GRU"
-    hidden_dim: int = 128
-    num_layers: int = 1
-    dropout: float = 0.0
-    bidirectional: bool = True
-    shared_encoder: bool = False
-    freeze_embeddings: bool = False
-    pooling: str = "mean"
+    rnn_type: str = _DEFAULTS.rnn_type
+    hidden_dim: int = _DEFAULTS.hidden_dim
+    num_layers: int = _DEFAULTS.num_layers
+    dropout: float = _DEFAULTS.dropout
+    bidirectional: bool = _DEFAULTS.bidirectional
+    shared_encoder: bool = _DEFAULTS.shared_encoder
+    freeze_embeddings: bool = _DEFAULTS.freeze_embeddings
+    pooling: str = _DEFAULTS.pooling
 
     @classmethod
     def from_params(cls, params, vocab_size: int, embed_dim: int) -> "ModelConfig":

@@ -1,7 +1,9 @@
 """Typed, validated views of params.yaml, one frozen dataclass per section.
 
 Each stage loads only the sections it uses; a bad value fails once, here, with one line
-naming the param, the value and what is accepted.
+naming the param, the value and what is accepted. The dataclass defaults are params.yaml's
+values (tests/test_params.py checks that they agree), so a key left out of a params file and
+a test that builds `TrainParams()` both mean the model the pipeline trains.
 """
 
 import difflib
@@ -78,7 +80,7 @@ class DataParams:
 @dataclass(frozen=True)
 class TokenizeParams:
     min_freq: int = 1
-    max_vocab: int = 100_000
+    max_vocab: int = 500_000
     max_len_query: int = 32
     max_len_passage: int = 128
     seed: int = 42
@@ -107,15 +109,15 @@ class TripletParams:
 
 @dataclass(frozen=True)
 class ModelParams:
-    rnn_type: str = "GRU"
-    hidden_dim: int = 128
+    rnn_type: str = "RNN"
+    hidden_dim: int = 64
     num_layers: int = 1
     dropout: float = 0.0
     bidirectional: bool = True
     shared_encoder: bool = False
     freeze_embeddings: bool = False
     pooling: str = "mean"
-    loss: str = "triplet"
+    loss: str = "infonce"
     margin: float = 0.2
     temperature: float = 0.05
 
@@ -135,12 +137,12 @@ class ModelParams:
 
 @dataclass(frozen=True)
 class TrainParams:
-    lr: float = 1e-3
-    batch_size: int = 64
+    lr: float = 2e-3
+    batch_size: int = 128
     epochs: int = 5
     grad_accum_steps: int = 1
     grad_clip: float = 1.0
-    bucket_size: int = 1
+    bucket_size: int = 50
     sparse_embeddings: bool = True
     lr_schedule: str = "constant"
     early_stopping: int = 0
