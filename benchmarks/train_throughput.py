@@ -25,7 +25,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from twotower.losses import compute_loss
+from twotower.losses import LossInputs, build_loss
 from twotower.model import ModelConfig, TwoTower
 from twotower.params import load_section
 from twotower.text import TokenArrays
@@ -39,7 +39,7 @@ def token_arrays(rng, n, median, max_len, vocab_size) -> TokenArrays:
     return TokenArrays(ids, lengths)
 
 
-def run(model, optimizers, queries, passages, triplets, batch_list, loss, margin, temperature, grad_clip):
+def run(model, optimizers, queries, passages, triplets, batch_list, loss, grad_clip):
     """Seconds spent in (forward + backward, clip + Adam step) over `batch_list`."""
     q_rows, pos_rows, neg_rows = triplets
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -50,7 +50,7 @@ def run(model, optimizers, queries, passages, triplets, batch_list, loss, margin
         q, both = model(*queries.batch(q_rows[rows], "cpu"),
                         *passages.batch(np.concatenate([pos_rows[rows], neg_rows[rows]]), "cpu"))
         same = torch.as_tensor(q_rows[rows][:, None] == q_rows[rows][None, :])
-        compute_loss(loss, q, both[: len(rows)], both[len(rows):], margin, temperature, same).backward()
+        loss(LossInputs(q, both[: len(rows)], both[len(rows):], same)).backward()
         middle = time.perf_counter()
         if grad_clip > 0:
             clip_gradients(trainable, grad_clip)
@@ -100,7 +100,7 @@ def main():
                                              vocab_size=args.vocab, embed_dim=50)
             model = TwoTower(config, embeddings, idf)
             optimizers = make_optimizers(model, train_params.lr, sparse_embeddings=table != "dense")
-            settings = (model_params.loss, model_params.margin, model_params.temperature, train_params.grad_clip)
+            settings = (build_loss(model_params), train_params.grad_clip)
             for bucket_size in (1, args.bucket_size):
                 batch_list = epoch_batches(rng.permutation(n), longest, train_params.batch_size, bucket_size, rng)
                 run(model, optimizers, queries, passages, triplets, batch_list[:3], *settings)

@@ -27,6 +27,7 @@ from twotower import distributed
 from twotower.data import load_split
 from twotower.errors import TwoTowerError, exit_on_error
 from twotower.files import atomic_path, write_json
+from twotower.losses import build_loss
 from twotower.model import ModelConfig, TwoTower, save_model
 from twotower.params import load_section
 from twotower.text import TokenArrays
@@ -73,6 +74,7 @@ def main(argv=None):
     config = ModelConfig.from_params(model_params, vocab_size=len(vocab), embed_dim=embeddings.shape[1])
     idf = torch.from_numpy(np.load(Path(args.tokens, "idf.npy")))
     model = TwoTower(config, embeddings, idf)
+    loss = build_loss(model_params)
     train_split = load_tokenized(args.prepared, args.tokens, "train")
     val_split = load_tokenized(args.prepared, args.tokens, "validation")
     triplets = pd.read_parquet(Path(args.triplets, "train.parquet"))
@@ -92,11 +94,9 @@ def main(argv=None):
             print(f"pretraining on inverse-cloze pairs for {train_params.ict_epochs} epoch(s)")
             train(model, load_tokenized(args.prepared, args.tokens, "ict"),
                   pd.read_parquet(Path(args.triplets, "ict.parquet")), val_split,
-                  replace(train_params, epochs=train_params.ict_epochs, early_stopping=0),
-                  model_params.loss, model_params.margin, model_params.temperature, device,
+                  replace(train_params, epochs=train_params.ict_epochs, early_stopping=0), loss, device,
                   on_epoch=on_epoch, checkpoint=checkpoints / "ict.pt", fingerprint=fingerprint)
-        return train(model, train_split, triplets, val_split, train_params, model_params.loss,
-                     model_params.margin, model_params.temperature, device, on_epoch=on_epoch,
+        return train(model, train_split, triplets, val_split, train_params, loss, device, on_epoch=on_epoch,
                      checkpoint=checkpoints / "train.pt", fingerprint=fingerprint)
 
     if not distributed.is_main():

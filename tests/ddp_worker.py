@@ -10,6 +10,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.test_training import PARAMS, fresh_model, make_split, triplets_for  # noqa: E402
 from twotower import distributed  # noqa: E402
+from twotower.losses import build_loss  # noqa: E402
+from twotower.params import ModelParams  # noqa: E402
 from twotower.training import train  # noqa: E402
 
 
@@ -17,7 +19,7 @@ def main(out):
     device = distributed.setup(torch.device("cpu"))
     model = fresh_model()
     split, val = make_split(0), make_split(1, n_queries=8)
-    train(model, split, triplets_for(split), val, PARAMS, "triplet", 0.2, 0.05, device)
+    train(model, split, triplets_for(split), val, PARAMS, build_loss(ModelParams(loss="triplet")), device)
     torch.save(model.state_dict(), Path(out) / f"rank{distributed.rank()}.pt")
     distributed.cleanup()
 

@@ -4,7 +4,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from twotower.losses import compute_loss, cosine_loss, infonce_loss, triplet_loss
+from twotower.losses import LOSSES, LossInputs, build_loss, cosine_loss, infonce_loss, triplet_loss
+from twotower.params import LOSSES as LOSS_NAMES
+from twotower.params import ModelParams
 
 
 def unit(*rows):
@@ -76,10 +78,34 @@ def test_infonce_mask_is_not_modified():
     assert same.all()
 
 
-def test_compute_loss_dispatch():
-    assert compute_loss("triplet", Q, ORTHOGONAL, ORTHOGONAL, 0.3, 0.05).item() == pytest.approx(0.3)
-    assert compute_loss("cosine", Q, ORTHOGONAL, SAME, 0.5, 0.05).item() == pytest.approx(1.5)
-    assert compute_loss("infonce", Q, SAME, OPPOSITE, 0.2, 0.1).item() == pytest.approx(
-        infonce_loss(Q, SAME, OPPOSITE, 0.1).item())
+def test_build_loss_takes_the_settings_from_the_params():
+    triplet = build_loss(ModelParams(loss="triplet", margin=0.3))
+    assert triplet(LossInputs(Q, ORTHOGONAL, ORTHOGONAL)).item() == pytest.approx(0.3)
+    cosine = build_loss(ModelParams(loss="cosine", margin=0.5))
+    assert cosine(LossInputs(Q, ORTHOGONAL, SAME)).item() == pytest.approx(1.5)
+    infonce = build_loss(ModelParams(loss="infonce", margin=0.2, temperature=0.1))
+    assert infonce(LossInputs(Q, SAME, OPPOSITE)).item() == pytest.approx(infonce_loss(Q, SAME, OPPOSITE, 0.1).item())
     with pytest.raises(ValueError, match="unknown loss"):
-        compute_loss("hinge", Q, SAME, OPPOSITE, 0.2, 0.1)
+        build_loss(ModelParams(loss="hinge"))
+
+
+def test_every_loss_name_params_accept_has_a_loss():
+    assert sorted(LOSSES) == sorted(LOSS_NAMES)
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_a_batch_split_in_shares_weighted_by_size_gives_the_whole_batch_loss(name):
+    """What each process sees under torchrun: its own queries, and every process's passages
+    with its own first (`distributed.gather_rows`). Its loss weighted by its share of the
+    batch, summed over the processes, is the loss of the whole batch in one process."""
+    torch.manual_seed(0)
+    q, pos, neg = (F.normalize(torch.randn(5, 4), dim=-1) for _ in range(3))
+    qids = torch.tensor([0, 1, 1, 2, 3])
+    loss = build_loss(ModelParams(loss=name))
+    whole = loss(LossInputs(q, pos, neg, qids[:, None] == qids[None, :]))
+    total = 0.0
+    for mine in (torch.tensor([0, 2, 4]), torch.tensor([1, 3])):  # rows[rank::2]
+        order = torch.cat([mine, torch.tensor([r for r in range(5) if r not in mine])])
+        same = qids[mine][:, None] == qids[order][None, :]
+        total += loss(LossInputs(q[mine], pos[order], neg[order], same)) * len(mine) / 5
+    assert total.item() == pytest.approx(whole.item(), rel=1e-6)

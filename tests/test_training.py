@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from twotower.model import ModelConfig, TwoTower
-from twotower.params import TrainParams
+from twotower.losses import build_loss
+from twotower.params import ModelParams, TrainParams
 from twotower.text import TokenArrays
 from twotower.training import (Split, batches_per_epoch, clip_gradients, epoch_batches, make_optimizers,
                                 seed_everything, sparse_gradients_possible, train)
@@ -52,12 +53,13 @@ def fresh_model():
 
 
 PARAMS = TrainParams(lr=0.01, batch_size=4, epochs=3, seed=0, device="cpu")
+LOSS = build_loss(ModelParams())
 
 
 def run(checkpoint=None, on_epoch=None, params=PARAMS):
     model = fresh_model()
     split, val = make_split(0), make_split(1, n_queries=8)
-    best = train(model, split, triplets_for(split), val, params, "triplet", 0.2, 0.05, torch.device("cpu"),
+    best = train(model, split, triplets_for(split), val, params, LOSS, torch.device("cpu"),
                  on_epoch=on_epoch, checkpoint=checkpoint, fingerprint="f")
     return model, best
 
@@ -110,7 +112,7 @@ def test_checkpoint_from_other_inputs_is_ignored(tmp_path):
     model = fresh_model()
     split, val = make_split(0), make_split(1, n_queries=8)
     seen = []
-    train(model, split, triplets_for(split), val, PARAMS, "triplet", 0.2, 0.05, torch.device("cpu"),
+    train(model, split, triplets_for(split), val, PARAMS, LOSS, torch.device("cpu"),
           on_epoch=lambda e, f: seen.append(e), checkpoint=checkpoint, fingerprint="other")
     assert seen == [1, 2, 3]
 

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from twotower import distributed
 from twotower.errors import TwoTowerError
 from twotower.index import embed, to_run, top_k
-from twotower.losses import compute_loss
+from twotower.losses import LossInputs
 from twotower.metrics import evaluate_run
 from twotower.text import TokenArrays
 
@@ -153,9 +153,29 @@ def clip_gradients(parameters, max_norm: float) -> float:
     return float(total)
 
 
-def _train_epoch(model, split: Split, rows3, batches, optimizers, schedules, trainable, params,
-                 loss: str, margin: float, temperature: float, device, desc: str) -> float:
-    """One pass over `batches` of triplet indices; returns the mean loss.
+@dataclass
+class Updates:
+    """How gradients become weights: the optimizers and their schedules, an update every
+    `accum_steps` batches, gradients clipped to a joint norm of `grad_clip` (0: never)."""
+
+    optimizers: list
+    schedules: list
+    trainable: list
+    grad_clip: float
+    accum_steps: int
+
+    def step(self) -> None:
+        if self.grad_clip > 0:
+            clip_gradients(self.trainable, self.grad_clip)
+        for optimizer, schedule in zip(self.optimizers, self.schedules):
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad(set_to_none=True)
+
+
+def _train_epoch(model, split: Split, rows3, batches, loss, updates: Updates, device, desc: str) -> float:
+    """One pass over `batches` of triplet indices with `loss` (see `twotower.losses`);
+    returns the mean loss.
 
     Under torchrun each process takes every world_size-th triplet of each batch and DDP
     averages the gradients, so the step matches one process with the whole batch.
@@ -172,27 +192,21 @@ def _train_epoch(model, split: Split, rows3, batches, optimizers, schedules, tra
             q, both = model(*split.queries.batch(q_rows[rows], device),
                             *split.passages.batch(np.concatenate([pos_rows[rows], neg_rows[rows]]), device))
             q, both = q.float(), both.float()
-        pos, neg = both[: len(rows)], both[len(rows):]
         same = torch.as_tensor(q_rows[rows][:, None] == q_rows[rows][None, :], device=device)
-        loss_value = compute_loss(loss, q, pos, neg, margin, temperature, same)
-        (loss_value / params.grad_accum_steps).backward()
-        if (step + 1) % params.grad_accum_steps == 0 or step + 1 == len(batches):
-            if params.grad_clip > 0:
-                clip_gradients(trainable, params.grad_clip)
-            for optimizer, schedule in zip(optimizers, schedules):
-                optimizer.step()
-                schedule.step()
-                optimizer.zero_grad(set_to_none=True)
+        loss_value = loss(LossInputs(q, both[: len(rows)], both[len(rows):], same))
+        (loss_value / updates.accum_steps).backward()
+        if (step + 1) % updates.accum_steps == 0 or step + 1 == len(batches):
+            updates.step()
         total += float(loss_value.detach()) * len(rows)
         count += len(rows)
         bar.set_postfix(loss=f"{total / count:.4f}")
     return total / count
 
 
-def train(model, train_split: Split, triplets: pd.DataFrame, val_split: Split, params, loss: str,
-          margin: float, temperature: float, device, on_epoch=None,
-          checkpoint=None, fingerprint: str = "") -> dict:
-    """Train `model` in place; at the end it holds the weights of the epoch with the best
+def train(model, train_split: Split, triplets: pd.DataFrame, val_split: Split, params, loss, device,
+          on_epoch=None, checkpoint=None, fingerprint: str = "") -> dict:
+    """Train `model` in place with `loss` (`twotower.losses.build_loss`) and `params` (a
+    `TrainParams`); at the end it holds the weights of the epoch with the best
     validation MRR@10. `on_epoch(epoch, metrics)` receives each epoch's figures.
     `params.lr_schedule: cosine` decays the learning rate to 0 over all steps;
     `params.early_stopping: N > 0` stops after N epochs without a better MRR@10.
@@ -220,6 +234,7 @@ def train(model, train_split: Split, triplets: pd.DataFrame, val_split: Split, p
     schedules = [torch.optim.lr_scheduler.LambdaLR(optimizer, lambda update: (
         0.5 * (1 + math.cos(math.pi * update / updates)) if params.lr_schedule == "cosine" else 1.0))
         for optimizer in optimizers]
+    updates = Updates(optimizers, schedules, trainable, params.grad_clip, params.grad_accum_steps)
     state = {"epoch": 0, "best": None, "best_state": None, "history": []}
     if checkpoint is not None and getattr(params, "resume", True):
         saved = _load_checkpoint(checkpoint, fingerprint, len(optimizers))
@@ -243,8 +258,8 @@ def train(model, train_split: Split, triplets: pd.DataFrame, val_split: Split, p
             break
         batches = epoch_batches(rng.permutation(len(rows3[0])), triplet_lengths, params.batch_size,
                                 params.bucket_size, rng)
-        mean_loss = _train_epoch(replica, train_split, rows3, batches, optimizers, schedules, trainable, params,
-                                 loss, margin, temperature, device, desc=f"epoch {epoch}/{params.epochs}")
+        mean_loss = _train_epoch(replica, train_split, rows3, batches, loss, updates, device,
+                                 desc=f"epoch {epoch}/{params.epochs}")
         figures = {"loss": mean_loss, **validate(model, val_split, 512, device)}
         if on_epoch:
             on_epoch(epoch, figures)
