@@ -46,9 +46,9 @@ def triplets_for(split, seed=0):
     return pd.DataFrame({"qid": split.qids, "pos_pid": split.pids, "neg_pid": split.pids[negatives]})
 
 
-def fresh_model():
+def fresh_model(dropout=0.1):
     seed_everything(0)
-    cfg = ModelConfig(vocab_size=VOCAB + 2, embed_dim=DIM, hidden_dim=6, dropout=0.1)
+    cfg = ModelConfig(vocab_size=VOCAB + 2, embed_dim=DIM, hidden_dim=6, dropout=dropout)
     return TwoTower(cfg, torch.randn(VOCAB + 2, DIM))
 
 
@@ -221,12 +221,40 @@ def test_bucketed_batches_cover_every_triplet_once_with_similar_lengths():
     assert spread(bucketed) < spread(plain) / 3
 
 
-def test_torchrun_two_processes_end_with_identical_weights(tmp_path):
+# Uneven shares under two processes (batches of 3 split 2 + 1), no dropout (its masks depend
+# on the batch shapes), 15 triplets so that no batch is too small to split.
+DDP_PARAMS = replace(PARAMS, batch_size=3)
+DDP_LOSSES = ["triplet", "infonce"]  # every loss listed here is checked under torchrun
+
+
+def ddp_run(loss: str, device):
+    """Train on the tiny split as tests/ddp_worker.py does in each process: (model, figures)."""
+    model, figures = fresh_model(dropout=0.0), []
+    split, val = make_split(0, n_queries=15), make_split(1, n_queries=8)
+    train(model, split, triplets_for(split), val, DDP_PARAMS, build_loss(ModelParams(loss=loss)), device,
+          on_epoch=lambda epoch, f: figures.append(f))
+    return model, figures
+
+
+@pytest.mark.parametrize("loss", DDP_LOSSES)
+def test_torchrun_two_processes_train_like_one_process(loss, tmp_path):
+    """Two gloo processes, each with its share of every batch, end with the weights and the
+    per-epoch loss of one process that saw whole batches (float rounding aside): the loss
+    sees all processes' passages (in-batch negatives for infonce) and shares are weighted."""
     worker = Path(__file__).with_name("ddp_worker.py")
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                             str(worker), str(tmp_path)], capture_output=True, text=True, timeout=300)
+                             str(worker), str(tmp_path), loss], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     first, second = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
-    assert first.keys() == second.keys()
-    assert all(torch.equal(first[k], second[k]) for k in first)
-    assert not all(torch.equal(first[k], fresh_model().state_dict()[k]) for k in first)
+    assert first["weights"].keys() == second["weights"].keys()
+    assert all(torch.equal(first["weights"][k], second["weights"][k]) for k in first["weights"])
+    assert first["figures"] == second["figures"]
+
+    model, figures = ddp_run(loss, torch.device("cpu"))
+    single = model.state_dict()
+    assert not all(torch.equal(single[k], fresh_model().state_dict()[k]) for k in single)
+    difference = max(float((first["weights"][k] - single[k]).abs().max()) for k in single)
+    print(f"{loss}: per-epoch loss 2 processes {[round(f['loss'], 6) for f in first['figures']]}, "
+          f"1 process {[round(f['loss'], 6) for f in figures]}; largest weight difference {difference:.2e}")
+    assert [f["loss"] for f in first["figures"]] == pytest.approx([f["loss"] for f in figures], rel=1e-5)
+    assert difference < 1e-4

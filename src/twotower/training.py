@@ -177,8 +177,11 @@ def _train_epoch(model, split: Split, rows3, batches, loss, updates: Updates, de
     """One pass over `batches` of triplet indices with `loss` (see `twotower.losses`);
     returns the mean loss.
 
-    Under torchrun each process takes every world_size-th triplet of each batch and DDP
-    averages the gradients, so the step matches one process with the whole batch.
+    Under torchrun each process encodes every world_size-th triplet of each batch, and the
+    loss sees its own queries against the passage vectors of all processes
+    (`distributed.gather_rows`, with gradients), so in-batch negatives span the whole batch.
+    Each process's mean loss is weighted by its share of the batch before DDP averages the
+    gradients, so the step is that of one process with the whole batch, for every loss.
     """
     q_rows, pos_rows, neg_rows = rows3
     model.train()
@@ -186,20 +189,24 @@ def _train_epoch(model, split: Split, rows3, batches, loss, updates: Updates, de
     batches = [b for b in batches if len(b) >= world]  # every process must take part in each step
     total, count = 0.0, 0
     bar = tqdm(batches, desc=desc, unit="batch", disable=not distributed.is_main())
-    for step, rows in enumerate(bar):
-        rows = rows[rank::world]
+    for step, batch in enumerate(bar):
+        rows = batch[rank::world]
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             q, both = model(*split.queries.batch(q_rows[rows], device),
                             *split.passages.batch(np.concatenate([pos_rows[rows], neg_rows[rows]]), device))
             q, both = q.float(), both.float()
-        same = torch.as_tensor(q_rows[rows][:, None] == q_rows[rows][None, :], device=device)
-        loss_value = loss(LossInputs(q, both[: len(rows)], both[len(rows):], same))
-        (loss_value / updates.accum_steps).backward()
+        qids = torch.as_tensor(q_rows[rows], device=device)
+        inputs = LossInputs(q, distributed.gather_rows(both[: len(rows)]), distributed.gather_rows(both[len(rows):]),
+                            same_query=qids[:, None] == distributed.gather_rows(qids)[None, :])
+        loss_value = loss(inputs)
+        share = len(rows) * world / len(batch)  # 1 in a single process
+        (loss_value * share / updates.accum_steps).backward()
         if (step + 1) % updates.accum_steps == 0 or step + 1 == len(batches):
             updates.step()
         total += float(loss_value.detach()) * len(rows)
         count += len(rows)
         bar.set_postfix(loss=f"{total / count:.4f}")
+    total, count = distributed.all_sum(total, count)
     return total / count
 
 
