@@ -17,13 +17,12 @@ from twotower.ann import load_index, search
 from twotower.data import load_split
 from twotower.errors import TwoTowerError, exit_on_error
 from twotower.files import atomic_path
-from twotower.index import embed, to_run
+from twotower.index import Split, embed, rank, select_device, to_run
 from twotower.metrics import precision_recall_curve, save_run_and_metrics
 from twotower.model import load_model
 from twotower.params import load_section
 from twotower.plots import plot_precision_recall
 from twotower.text import TokenArrays
-from twotower.training import Split, rank, select_device
 
 
 @exit_on_error

@@ -27,11 +27,12 @@ from twotower import distributed
 from twotower.data import load_split
 from twotower.errors import TwoTowerError, exit_on_error
 from twotower.files import atomic_path, write_json
+from twotower.index import Split, select_device
 from twotower.losses import build_loss
 from twotower.model import ModelConfig, TwoTower, save_model
 from twotower.params import load_section
 from twotower.text import TokenArrays
-from twotower.training import Split, seed_everything, select_device, train
+from twotower.training import seed_everything, train
 
 
 def load_tokenized(prepared, tokens, split) -> Split:

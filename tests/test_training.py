@@ -10,11 +10,12 @@ import pandas as pd
 import pytest
 import torch
 
-from twotower.model import ModelConfig, TwoTower
+from twotower.index import Split
 from twotower.losses import build_loss
+from twotower.model import ModelConfig, TwoTower
 from twotower.params import ModelParams, TrainParams
 from twotower.text import TokenArrays
-from twotower.training import (Split, batches_per_epoch, clip_gradients, epoch_batches, make_optimizers,
+from twotower.training import (batches_per_epoch, clip_gradients, epoch_batches, make_optimizers,
                                 seed_everything, sparse_gradients_possible, train)
 
 VOCAB, DIM, TOPICS = 40, 8, 4

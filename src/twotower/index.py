@@ -1,9 +1,39 @@
-"""Dense passage index: embed texts in length-sorted batches and rank by exact dot product."""
+"""Dense passage index: embed texts in length-sorted batches and rank by exact dot product.
+
+Also where ranking a split lives (`Split`, `rank`), which training's validation and the
+evaluate stage share, and the choice of device that every stage running the model makes.
+"""
+
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
+
+from twotower.errors import TwoTowerError
+from twotower.text import TokenArrays
+
+
+def select_device(name: str) -> torch.device:
+    """`auto` picks cuda, then mps, then cpu; naming an absent device is an error."""
+    cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
+    if name == "auto":
+        return torch.device("cuda" if cuda else "mps" if mps else "cpu")
+    if (name == "cuda" and not cuda) or (name == "mps" and not mps):
+        raise TwoTowerError(f"device {name!r} requested but not available here; use auto or cpu")
+    return torch.device(name)
+
+
+@dataclass
+class Split:
+    """A split's token arrays with the ids that name their rows, and its qrels."""
+
+    qids: np.ndarray
+    queries: TokenArrays
+    pids: np.ndarray
+    passages: TokenArrays
+    qrels: pd.DataFrame
 
 
 def embed(encode, ids: np.ndarray, lengths: np.ndarray, batch_size: int, device,
@@ -91,3 +121,17 @@ def to_run(qids, pids, scores: np.ndarray, rows: np.ndarray) -> pd.DataFrame:
         "score": scores.ravel().astype(np.float64),
     })
     return run if found.all() else run[found].reset_index(drop=True)
+
+
+@torch.no_grad()
+def rank(model, split: Split, depth: int, batch_size: int, device,
+         passage_vectors: np.ndarray | None = None) -> pd.DataFrame:
+    """Run of every query of `split` against all its passages (or precomputed vectors)."""
+    model.eval()
+    if passage_vectors is None:
+        passage_vectors = embed(model.encode_passages, split.passages.ids, split.passages.lengths,
+                                batch_size, device, desc="passages")
+    query_vectors = embed(model.encode_queries, split.queries.ids, split.queries.lengths,
+                          batch_size, device, desc="queries")
+    scores, rows = top_k(query_vectors, passage_vectors, depth)
+    return to_run(split.qids, split.pids, scores, rows)

@@ -14,11 +14,10 @@ import pandas as pd
 import torch
 
 from twotower.errors import TwoTowerError
-from twotower.index import embed
+from twotower.index import embed, select_device
 from twotower.index import top_k as nearest  # `top_k` is search()'s argument name
 from twotower.model import load_model
 from twotower.text import Tokenizer
-from twotower.training import select_device
 
 MODEL = Path("models/model.pt")
 EMBEDDINGS = Path("data/index/embeddings.npy")

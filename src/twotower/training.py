@@ -12,37 +12,15 @@ from tqdm.auto import tqdm
 
 from twotower import distributed
 from twotower.errors import TwoTowerError
-from twotower.index import embed, to_run, top_k
+from twotower.index import Split, rank
 from twotower.losses import LossInputs
 from twotower.metrics import evaluate_run
-from twotower.text import TokenArrays
-
-
-def select_device(name: str) -> torch.device:
-    """`auto` picks cuda, then mps, then cpu; naming an absent device is an error."""
-    cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
-    if name == "auto":
-        return torch.device("cuda" if cuda else "mps" if mps else "cpu")
-    if (name == "cuda" and not cuda) or (name == "mps" and not mps):
-        raise TwoTowerError(f"device {name!r} requested but not available here; use auto or cpu")
-    return torch.device(name)
 
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-@dataclass
-class Split:
-    """A split's token arrays with the ids that name their rows, and its qrels."""
-
-    qids: np.ndarray
-    queries: TokenArrays
-    pids: np.ndarray
-    passages: TokenArrays
-    qrels: pd.DataFrame
 
 
 def triplet_rows(triplets: pd.DataFrame, split: Split) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -54,20 +32,6 @@ def triplet_rows(triplets: pd.DataFrame, split: Split) -> tuple[np.ndarray, np.n
                 prow.loc[triplets["neg_pid"]].to_numpy())
     except KeyError as exc:
         raise TwoTowerError(f"triplets name ids absent from the tokenized split: {exc}") from None
-
-
-@torch.no_grad()
-def rank(model, split: Split, depth: int, batch_size: int, device,
-         passage_vectors: np.ndarray | None = None) -> pd.DataFrame:
-    """Run of every query of `split` against all its passages (or precomputed vectors)."""
-    model.eval()
-    if passage_vectors is None:
-        passage_vectors = embed(model.encode_passages, split.passages.ids, split.passages.lengths,
-                                batch_size, device, desc="passages")
-    query_vectors = embed(model.encode_queries, split.queries.ids, split.queries.lengths,
-                          batch_size, device, desc="queries")
-    scores, rows = top_k(query_vectors, passage_vectors, depth)
-    return to_run(split.qids, split.pids, scores, rows)
 
 
 def validate(model, split: Split, batch_size: int, device) -> dict:
