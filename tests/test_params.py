@@ -66,6 +66,8 @@ BAD_VALUES = [
     ("eval", "index", "annoy"),
     ("eval", "ivf_nprobe", 0),
     ("train", "device", "tpu"),
+    ("train", "val_depth", 10),
+    ("train", "val_batch_size", 0),
 ]
 
 

@@ -137,6 +137,9 @@ class ModelParams:
 
 @dataclass(frozen=True)
 class TrainParams:
+    """`val_depth` passages a validation query are ranked (in batches of `val_batch_size`)
+    for the per-epoch MRR@10, nDCG@10 and Recall@100 that pick the best epoch."""
+
     lr: float = 2e-3
     batch_size: int = 128
     epochs: int = 5
@@ -150,6 +153,8 @@ class TrainParams:
     resume: bool = True
     seed: int = 42
     device: str = "auto"
+    val_depth: int = 100
+    val_batch_size: int = 512
 
     def validate(self):
         _check_float("train", "lr", self.lr, 0, low_open=True)
@@ -165,6 +170,8 @@ class TrainParams:
         _check_float("train", "grad_clip", self.grad_clip, 0)
         _check_int("train", "seed", self.seed, 0)
         _check_choice("train", "device", self.device, DEVICES)
+        _check_int("train", "val_depth", self.val_depth, 100)  # Recall@100 is one of the figures
+        _check_int("train", "val_batch_size", self.val_batch_size, 1)
 
 
 @dataclass(frozen=True)

@@ -34,8 +34,9 @@ def triplet_rows(triplets: pd.DataFrame, split: Split) -> tuple[np.ndarray, np.n
         raise TwoTowerError(f"triplets name ids absent from the tokenized split: {exc}") from None
 
 
-def validate(model, split: Split, batch_size: int, device) -> dict:
-    run = rank(model, split, depth=100, batch_size=batch_size, device=device)
+def validate(model, split: Split, depth: int, batch_size: int, device) -> dict:
+    """The figures that pick the best epoch, from a run `depth` passages deep."""
+    run = rank(model, split, depth=depth, batch_size=batch_size, device=device)
     return evaluate_run(run, split.qrels, names=["MRR@10", "nDCG@10", "Recall@100"])
 
 
@@ -231,7 +232,7 @@ def train(model, train_split: Split, triplets: pd.DataFrame, val_split: Split, p
                                 params.bucket_size, rng)
         mean_loss = _train_epoch(replica, train_split, rows3, batches, loss, updates, device,
                                  desc=f"epoch {epoch}/{params.epochs}")
-        figures = {"loss": mean_loss, **validate(model, val_split, 512, device)}
+        figures = {"loss": mean_loss, **validate(model, val_split, params.val_depth, params.val_batch_size, device)}
         if on_epoch:
             on_epoch(epoch, figures)
         state["history"].append((epoch, figures))
