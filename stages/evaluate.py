@@ -15,9 +15,10 @@ import pandas as pd
 
 from twotower.ann import load_index, search
 from twotower.data import load_split
+from twotower.devices import select_device
 from twotower.errors import TwoTowerError, exit_on_error
 from twotower.files import atomic_path
-from twotower.index import Split, embed, rank, select_device, to_run
+from twotower.index import Split, embed, rank, to_run
 from twotower.metrics import precision_recall_curve, save_run_and_metrics
 from twotower.model import load_model
 from twotower.params import load_section

@@ -25,9 +25,10 @@ from dvclive import Live
 
 from twotower import distributed
 from twotower.data import load_split
+from twotower.devices import select_device
 from twotower.errors import TwoTowerError, exit_on_error
 from twotower.files import atomic_path, write_json
-from twotower.index import Split, select_device
+from twotower.index import Split
 from twotower.losses import build_loss
 from twotower.model import ModelConfig, TwoTower, save_model
 from twotower.params import load_section

@@ -1,7 +1,7 @@
 """Dense passage index: embed texts in length-sorted batches and rank by exact dot product.
 
 Also where ranking a split lives (`Split`, `rank`), which training's validation and the
-evaluate stage share, and the choice of device that every stage running the model makes.
+evaluate stage share.
 """
 
 from dataclasses import dataclass
@@ -11,18 +11,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from twotower.errors import TwoTowerError
 from twotower.text import TokenArrays
-
-
-def select_device(name: str) -> torch.device:
-    """`auto` picks cuda, then mps, then cpu; naming an absent device is an error."""
-    cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
-    if name == "auto":
-        return torch.device("cuda" if cuda else "mps" if mps else "cpu")
-    if (name == "cuda" and not cuda) or (name == "mps" and not mps):
-        raise TwoTowerError(f"device {name!r} requested but not available here; use auto or cpu")
-    return torch.device(name)
 
 
 @dataclass

@@ -13,8 +13,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from twotower.devices import select_device
 from twotower.errors import TwoTowerError
-from twotower.index import embed, select_device
+from twotower.index import embed
 from twotower.index import top_k as nearest  # `top_k` is search()'s argument name
 from twotower.model import load_model
 from twotower.text import Tokenizer
