@@ -11,10 +11,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from twotower.bm25 import bm25_run
-from twotower.data import load_split
 from twotower.errors import exit_on_error
 from twotower.files import write_parquet
 from twotower.params import load_section
+from twotower.prepared import load_split
 from twotower.triplets import build_triplets
 
 

@@ -13,10 +13,10 @@ import pandas as pd
 
 from twotower.compare import (TABLE_METRICS, curves, curves_table, official_runs, per_query_wins,
                               results_markdown, score_systems)
-from twotower.data import load_split
 from twotower.errors import exit_on_error
 from twotower.files import atomic_path, write_json
 from twotower.plots import plot_per_query_delta, plot_precision_recall
+from twotower.prepared import load_split
 from twotower.runs import read_trec_run
 
 

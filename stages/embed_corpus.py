@@ -21,12 +21,12 @@ import pandas as pd
 
 from twotower import distributed
 from twotower.ann import build_index, save_index
-from twotower.data import load_split
 from twotower.devices import select_device
 from twotower.errors import TwoTowerError, exit_on_error
 from twotower.files import atomic_path
 from twotower.model import load_model
 from twotower.params import load_section
+from twotower.prepared import load_split
 from twotower.shards import check_shard, embed_shard, merge_shards, shard_path
 from twotower.text import TokenArrays
 

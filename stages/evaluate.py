@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 
 from twotower.ann import load_index, search
-from twotower.data import load_split
 from twotower.devices import select_device
 from twotower.errors import TwoTowerError, exit_on_error
 from twotower.files import atomic_path
@@ -23,6 +22,7 @@ from twotower.metrics import precision_recall_curve, save_run_and_metrics
 from twotower.model import load_model
 from twotower.params import load_section
 from twotower.plots import plot_precision_recall
+from twotower.prepared import load_split
 from twotower.text import TokenArrays
 
 

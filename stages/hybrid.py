@@ -7,11 +7,11 @@ data/runs/hybrid.trec (tag hybrid) and metrics/hybrid.json (same measures as eva
 
 import argparse
 
-from twotower.data import load_split
 from twotower.errors import exit_on_error
 from twotower.fusion import fuse
 from twotower.metrics import save_run_and_metrics
 from twotower.params import load_section
+from twotower.prepared import load_split
 from twotower.runs import read_trec_run
 
 

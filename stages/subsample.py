@@ -10,11 +10,13 @@ unlabelled `collection.parquet`.
 
 import argparse
 
-from twotower.data import SPLITS, check_raw, prepare_split, read_collection, write_split
+from twotower.data import prepare_split
 from twotower.errors import exit_on_error
 from twotower.files import atomic_path
 from twotower.ict import inverse_cloze_pairs
 from twotower.params import load_section
+from twotower.prepared import SPLITS, write_split
+from twotower.raw import check_raw, read_collection
 
 
 @exit_on_error

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from twotower.data import SPLITS, prepared_file, table_rows, text_batches
 from twotower.errors import exit_on_error
 from twotower.files import atomic_path, save_npy
 from twotower.params import load_section
+from twotower.prepared import SPLITS, prepared_file, table_rows, text_batches
 from twotower.text import Tokenizer, build_vocab, embedding_matrix, encode_to_files, idf_weights
 from twotower.vectors import load_glove
 

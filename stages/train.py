@@ -24,7 +24,6 @@ import torch
 from dvclive import Live
 
 from twotower import distributed
-from twotower.data import load_split
 from twotower.devices import select_device
 from twotower.errors import TwoTowerError, exit_on_error
 from twotower.files import atomic_path, write_json
@@ -32,6 +31,7 @@ from twotower.index import Split
 from twotower.losses import build_loss
 from twotower.model import ModelConfig, TwoTower, save_model
 from twotower.params import load_section
+from twotower.prepared import load_split
 from twotower.text import TokenArrays
 from twotower.training import seed_everything, train
 

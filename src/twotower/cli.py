@@ -58,7 +58,8 @@ def run_validate(args) -> None:
     Reads only params, parquet schemas and each split's first rows, so it takes seconds
     whatever the data size; warnings (rows the subsample stage would drop) do not fail it.
     """
-    from twotower.data import SPLITS, check_split
+    from twotower.data import check_split
+    from twotower.prepared import SPLITS
     from twotower.params import DataParams, read_params_file, validate_all
 
     problems, warnings = [], []

@@ -1,23 +1,14 @@
-"""Read MS MARCO-style parquet and normalise it into the standard IR tables.
+"""Normalise raw MS MARCO into the prepared tables (`twotower.prepared`), and check a raw
+split in seconds for `twotower validate`.
 
-Input rows follow the Hugging Face `ms_marco` v1.1/v2.1 schema:
-    query_id, query, passages{is_selected, passage_text, url[, passage_id, relevance]}, ...
-Output tables (the schema every later stage relies on):
-    queries  (qid: str, text: str)
-    passages (pid: str, text: str)                      deduplicated by pid
-    qrels    (qid: str, pid: str, relevance: int, selected: bool)
-`relevance` is the graded TREC label when the row has one, else `is_selected`; `selected`
-is `is_selected` (for TREC-DL rows that is relevance >= 2), so binary measures and training
-positives mean the same thing whatever the source.
 The raw files are streamed in record batches and the tables written batch by batch
-(`prepare_split`), so a full-size MS MARCO never sits in memory as Python objects; the
-files' arrow schemas are QUERIES_SCHEMA, PASSAGES_SCHEMA and QRELS_SCHEMA below.
+(`prepare_split`), so a full-size MS MARCO never sits in memory as Python objects.
 """
 
 import hashlib
 import tempfile
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,28 +19,10 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from twotower.errors import TwoTowerError
-
-SPLITS = ("train", "validation", "test")
-REQUIRED_COLUMNS = ("query_id", "query", "passages")
-REQUIRED_PASSAGE_FIELDS = ("is_selected", "passage_text")
-_CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]"
-# large_string, as pandas writes its `str` columns: the files read back the same either way.
-QUERIES_SCHEMA = pa.schema([("qid", pa.large_string()), ("text", pa.large_string())])
-PASSAGES_SCHEMA = pa.schema([("pid", pa.large_string()), ("text", pa.large_string())])
-QRELS_SCHEMA = pa.schema([("qid", pa.large_string()), ("pid", pa.large_string()),
-                          ("relevance", pa.int32()), ("selected", pa.bool_())])
-# Scratch rows of `prepare_split`: one per passage of a kept query, before de-duplication.
-_SLOTS_SCHEMA = pa.schema([("qid", pa.large_string()), ("pid", pa.large_string()), ("text", pa.large_string()),
-                           ("relevance", pa.int64()), ("selected", pa.bool_())])
-
-
-@dataclass
-class SplitTables:
-    queries: pd.DataFrame
-    passages: pd.DataFrame
-    qrels: pd.DataFrame
-    dropped: Counter = field(default_factory=Counter)
-    cleaned: Counter = field(default_factory=Counter)
+from twotower.prepared import (PASSAGES_SCHEMA, QRELS_SCHEMA, QUERIES_SCHEMA, SplitTables, load_split, streamed,
+                               table_rows)
+from twotower.raw import (SLOTS_SCHEMA, TEXT_DROPS, check_schema, counted_batches, flatten_batch, normalise_slots,
+                          read_batches, schema_problems, split_files)
 
 
 @dataclass
@@ -61,95 +34,6 @@ class SplitSummary:
     selected: int
     dropped: Counter
     cleaned: Counter
-
-
-def split_files(raw_dir, split: str) -> list[Path]:
-    """`{split}.parquet`, else Hugging Face shards `{split}-*.parquet`."""
-    raw_dir = Path(raw_dir)
-    if not raw_dir.is_dir():
-        raise TwoTowerError(
-            f"raw data folder not found: {raw_dir} (run `dvc pull`, or set data.raw_dir "
-            "to a folder of MS MARCO parquet files)"
-        )
-    single = raw_dir / f"{split}.parquet"
-    if single.is_file():
-        return [single]
-    shards = sorted(raw_dir.glob(f"{split}-*.parquet"))
-    if shards:
-        return shards
-    raise TwoTowerError(
-        f"no '{split}' split in {raw_dir}: expected {split}.parquet or {split}-*.parquet"
-    )
-
-
-def _is_text(t) -> bool:
-    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) \
-        or pa.types.is_large_binary(t)
-
-
-def _is_id(t) -> bool:
-    return pa.types.is_integer(t) or pa.types.is_string(t) or pa.types.is_large_string(t)
-
-
-def _is_flag(t) -> bool:
-    return pa.types.is_integer(t) or pa.types.is_boolean(t)
-
-
-# What each column (and each list of `passages`) may hold; binary text is decoded as UTF-8.
-_COLUMN_TYPES = {"query_id": (_is_id, "integers or strings"), "query": (_is_text, "strings")}
-_PASSAGE_TYPES = {"is_selected": (_is_flag, "integers or booleans"), "passage_text": (_is_text, "strings"),
-                  "passage_id": (_is_id, "integers or strings"), "relevance": (pa.types.is_integer, "integers")}
-
-
-def schema_problems(path: Path) -> list[str]:
-    """Every way the file's schema differs from what `read_split` needs, one message each."""
-    try:
-        schema = pq.read_schema(path)
-    except (pa.ArrowException, OSError) as exc:
-        return [f"{path}: not a readable parquet file ({exc})"]
-    missing = [c for c in REQUIRED_COLUMNS if c not in schema.names]
-    if missing:
-        return [f"{path}: missing column(s) {', '.join(missing)}; "
-                f"expected {', '.join(REQUIRED_COLUMNS)} (Hugging Face ms_marco schema)"]
-    problems = []
-    for name, (ok, accepted) in _COLUMN_TYPES.items():
-        if not ok(schema.field(name).type):
-            problems.append(f"{path}: column '{name}' is {schema.field(name).type}, expected {accepted}")
-    ptype = schema.field("passages").type
-    if not pa.types.is_struct(ptype):
-        return problems + [f"{path}: column 'passages' is {ptype}, expected a struct of lists "
-                           "{is_selected, passage_text, ...}"]
-    names = [ptype.field(i).name for i in range(ptype.num_fields)]
-    missing = [f for f in REQUIRED_PASSAGE_FIELDS if f not in names]
-    if missing:
-        problems.append(f"{path}: passages is missing field(s) {', '.join(missing)}")
-    for name in names:
-        ftype = ptype.field(name).type
-        if not (pa.types.is_list(ftype) or pa.types.is_large_list(ftype)):
-            problems.append(f"{path}: passages.{name} is {ftype}, expected a list")
-        elif name in _PASSAGE_TYPES and not _PASSAGE_TYPES[name][0](ftype.value_type):
-            problems.append(f"{path}: passages.{name} is {ftype}, expected a list of {_PASSAGE_TYPES[name][1]}")
-    return problems
-
-
-def check_schema(path: Path) -> pa.Schema:
-    """The file's schema, or a TwoTowerError naming its first problem."""
-    problems = schema_problems(path)
-    if problems:
-        raise TwoTowerError(problems[0])
-    return pq.read_schema(path)
-
-
-def clean_text(texts: pd.Series) -> pd.Series:
-    """Control characters become spaces, runs of whitespace one space; None stays None."""
-    texts = texts.astype("string")
-    texts = texts.str.replace(_CONTROL, " ", regex=True)
-    return texts.str.replace(r"\s+", " ", regex=True).str.strip()
-
-
-def text_pid(texts: pd.Series) -> pd.Series:
-    """A stable id for passages that come without `passage_id` (HF v1.1/v2.1 rows)."""
-    return texts.map(lambda t: "h" + hashlib.blake2b(t.encode("utf-8"), digest_size=8).hexdigest())
 
 
 def keep_fraction(qids: pd.Series, fraction: float, seed: int) -> np.ndarray:
@@ -166,126 +50,6 @@ def keep_fraction(qids: pd.Series, fraction: float, seed: int) -> np.ndarray:
     return (digests.to_numpy(dtype=np.float64) / 2.0**64) < fraction
 
 
-def _decode(array: pa.Array) -> tuple[pd.Series, np.ndarray]:
-    """Texts as str (missing stays missing) and a mask of values that were not valid UTF-8.
-
-    Parquet strings should be UTF-8, but binary columns, and files from careless writers,
-    may hold anything; such values become missing so their rows are dropped and counted.
-    """
-    invalid = np.zeros(len(array), dtype=bool)
-    if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
-        try:
-            array.validate(full=True)
-            return array.to_pandas(), invalid
-        except pa.ArrowInvalid:
-            array = array.view(pa.large_binary() if pa.types.is_large_string(array.type) else pa.binary())
-    try:
-        return pc.cast(array, pa.large_string()).to_pandas(), invalid
-    except pa.ArrowInvalid:
-        pass
-    values = []
-    for i, raw in enumerate(array.to_pylist()):
-        try:
-            values.append(None if raw is None else raw.decode("utf-8"))
-        except UnicodeDecodeError:
-            values.append(None)
-            invalid[i] = True
-    return pd.Series(values, dtype=object), invalid
-
-
-def _texts(array: pa.Array) -> dict:
-    """Cleaned text plus two masks for the counts: not UTF-8, and had control characters."""
-    raw, invalid = _decode(array)
-    raw = raw.astype("string")
-    control = raw.str.contains(_CONTROL, regex=True).fillna(False).to_numpy(dtype=bool)
-    return {"text": clean_text(raw).to_numpy(dtype=object), "invalid": invalid, "control": control}
-
-
-def _flatten_batch(batch: pa.RecordBatch, dropped: Counter):
-    """One record batch -> (queries, passage slots) as DataFrames; rows whose passage lists
-    are missing or disagree in length are counted and dropped here, dirty texts later."""
-    names = batch.schema.field("passages").type
-    names = [names.field(i).name for i in range(names.num_fields)]
-    lists = dict(zip(names, batch.column("passages").flatten()))  # struct nulls become list nulls
-    lengths = {n: np.nan_to_num(pc.list_value_length(lists[n]).to_numpy(zero_copy_only=False).astype(float),
-                                nan=-1) for n in names}
-    missing = lengths["passage_text"] < 0
-    ok = ~missing
-    for n in names:
-        if n != "url":
-            ok &= lengths[n] == lengths["passage_text"]
-    dropped["rows without passages"] += int(missing.sum())
-    dropped["rows whose passage lists differ in length"] += int((~ok & ~missing).sum())
-    if not ok.all():
-        batch = batch.filter(pa.array(ok))
-        lists = dict(zip(names, batch.column("passages").flatten()))
-
-    queries = pd.DataFrame({
-        "qid": pd.Series(batch.column("query_id").to_pylist(), dtype="object").map(
-            lambda q: None if q is None else str(q)),
-        **_texts(batch.column("query")),
-    })
-    parents = pc.list_parent_indices(lists["passage_text"]).to_numpy()
-    slots = pd.DataFrame({
-        "row": parents,
-        **_texts(pc.list_flatten(lists["passage_text"])),
-        "selected": pc.list_flatten(lists["is_selected"]).to_pandas(),
-    })
-    if "passage_id" in names:
-        slots["passage_id"] = pc.list_flatten(lists["passage_id"]).to_pandas()
-    if "relevance" in names:
-        slots["relevance"] = pc.list_flatten(lists["relevance"]).to_pandas()
-    slots["qid"] = queries["qid"].to_numpy()[parents]
-    return queries, slots
-
-
-# Passage texts dropped one by one: how a query can lose the positives its row had.
-_TEXT_DROPS = ("empty or missing passage texts", "passage texts that are not valid UTF-8")
-
-
-def _normalise_slots(slots: pd.DataFrame, dropped: Counter, cleaned: Counter) -> pd.DataFrame:
-    invalid = slots["invalid"].to_numpy(dtype=bool)
-    empty = (slots["text"].isna() | (slots["text"] == "")).to_numpy(dtype=bool) & ~invalid
-    dropped[_TEXT_DROPS[0]] += int(empty.sum())
-    dropped[_TEXT_DROPS[1]] += int(invalid.sum())
-    slots = slots[~(invalid | empty)].copy()
-    cleaned["passage texts with control characters (replaced by spaces)"] += int(slots["control"].sum())
-    slots["selected"] = slots["selected"].fillna(0).astype(int) > 0
-    if "relevance" in slots:
-        slots["relevance"] = slots["relevance"].fillna(0).astype(int)
-    else:
-        slots["relevance"] = slots["selected"].astype(int)
-    pid = text_pid(slots["text"])
-    if "passage_id" in slots:
-        given = slots["passage_id"].map(lambda p: None if p is None or p != p or str(p) == "" else str(p))
-        pid = given.where(given.notna(), pid)
-    slots["pid"] = pid.astype(str)
-    return slots[["qid", "pid", "text", "relevance", "selected"]]
-
-
-def _streamed(path) -> pq.ParquetFile:
-    """A parquet file to read batch by batch. Not pyarrow's default `pre_buffer=True`: that
-    keeps every column chunk read until the file object goes, so by the last batch the
-    whole compressed file is in memory (+220 MiB for a 900k-passage table, measured)."""
-    return pq.ParquetFile(path, pre_buffer=False)
-
-
-def _batches(path: Path, batch_size: int):
-    """The file's record batches; a damaged file is a TwoTowerError, not a pyarrow traceback."""
-    try:
-        yield from _streamed(path).iter_batches(batch_size=batch_size)
-    except (pa.ArrowException, OSError) as exc:
-        raise TwoTowerError(f"{path}: cannot read ({exc})") from None
-
-
-def _counted(files: list[Path], batch_size: int, bar):
-    """The record batches of all `files`, each counted on the progress bar as it is read."""
-    for path in files:
-        for batch in _batches(path, batch_size):
-            bar.update(batch.num_rows)
-            yield batch
-
-
 def _arrow(df: pd.DataFrame, schema: pa.Schema) -> pa.Table:
     """`df` as a table of exactly `schema`, without pandas metadata so that parts concatenate."""
     table = pa.Table.from_pandas(df[schema.names], schema=schema, preserve_index=False)
@@ -298,9 +62,9 @@ def _stream_slots(batches, fraction: float, seed: int,
     queries go to `slots_path` batch by batch, so their texts never pile up in memory."""
     dropped, cleaned = Counter(), Counter()
     query_parts = []
-    with pq.ParquetWriter(slots_path, _SLOTS_SCHEMA) as writer:
+    with pq.ParquetWriter(slots_path, SLOTS_SCHEMA) as writer:
         for batch in batches:
-            queries, slots = _flatten_batch(batch, dropped)
+            queries, slots = flatten_batch(batch, dropped)
             no_qid = queries["qid"].isna().to_numpy(dtype=bool)
             invalid = queries["invalid"].to_numpy(dtype=bool) & ~no_qid
             empty = (queries["text"].isna() | (queries["text"] == "")).to_numpy(dtype=bool) & ~no_qid & ~invalid
@@ -311,16 +75,9 @@ def _stream_slots(batches, fraction: float, seed: int,
             kept = queries[keep]
             cleaned["query texts with control characters (replaced by spaces)"] += int(kept["control"].sum())
             query_parts.append(_arrow(kept, QUERIES_SCHEMA))
-            slots = _normalise_slots(slots[slots["qid"].isin(set(kept["qid"]))], dropped, cleaned)
-            writer.write_table(_arrow(slots, _SLOTS_SCHEMA))
+            slots = normalise_slots(slots[slots["qid"].isin(set(kept["qid"]))], dropped, cleaned)
+            writer.write_table(_arrow(slots, SLOTS_SCHEMA))
     return pa.concat_tables([QUERIES_SCHEMA.empty_table(), *query_parts]), dropped, cleaned
-
-
-def check_raw(raw_dir, splits=SPLITS) -> None:
-    """Fail on the first missing split file or wrong schema before any long read starts."""
-    for split in splits:
-        for path in split_files(raw_dir, split):
-            check_schema(path)
 
 
 def prepare_split(raw_dir, split: str, out_dir, fraction: float = 1.0, seed: int = 0,
@@ -344,7 +101,7 @@ def prepare_split(raw_dir, split: str, out_dir, fraction: float = 1.0, seed: int
     rows = sum(table_rows(path) for path in files)
     try:
         with tqdm(total=rows, desc=f"{split} rows", unit="row", disable=None) as bar:
-            batches = _counted(files, batch_size, bar)
+            batches = counted_batches(files, batch_size, bar)
             queries, dropped, cleaned = _stream_slots(batches, fraction, seed, slots_path)
         return _finish(queries, slots_path, out_dir, dropped, cleaned, split)
     finally:
@@ -379,7 +136,7 @@ def check_split(raw_dir, split: str, sample_rows: int = 1000) -> tuple[list[str]
         return problems, []
     try:
         total = sum(pq.ParquetFile(path).metadata.num_rows for path in files)
-        sample = next((b for path in files for b in _batches(path, sample_rows) if b.num_rows), None)
+        sample = next((b for path in files for b in read_batches(path, sample_rows) if b.num_rows), None)
     except (TwoTowerError, pa.ArrowException, OSError) as exc:
         return [str(exc) if isinstance(exc, TwoTowerError) else f"{files[0]}: cannot read ({exc})"], []
     if sample is None:
@@ -437,7 +194,7 @@ def _finish(queries: pa.Table, slots_path: Path, out_dir: Path, dropped: Counter
     dropped["queries with no selected passage"] += int(no_positive.sum())
     queries = queries[~no_positive].reset_index(drop=True)
     if queries.empty:
-        lost = ", ".join(f"{dropped[r]} {r}" for r in _TEXT_DROPS if dropped[r])
+        lost = ", ".join(f"{dropped[r]} {r}" for r in TEXT_DROPS if dropped[r])
         raise TwoTowerError(f"{split}: no query has a selected passage "
                             + (f"once {lost} are dropped" if lost else "(is_selected all 0)"))
     kept = pc.is_in(slots["qid"], value_set=pa.array(queries["qid"])).to_numpy(zero_copy_only=False)
@@ -512,65 +269,7 @@ def _copy_passages(slots_path: Path, mask: np.ndarray, path: Path, split: str,
     start = 0
     with pq.ParquetWriter(path, PASSAGES_SCHEMA) as writer, \
             tqdm(total=len(mask), desc=f"{split} passages", unit="slot", disable=None) as bar:
-        for batch in _streamed(slots_path).iter_batches(batch_size, columns=PASSAGES_SCHEMA.names):
+        for batch in streamed(slots_path).iter_batches(batch_size, columns=PASSAGES_SCHEMA.names):
             writer.write_table(pa.Table.from_batches([batch]).filter(mask[start:start + batch.num_rows]))
             start += batch.num_rows
             bar.update(batch.num_rows)
-
-
-def read_collection(raw_dir) -> pd.DataFrame:
-    """Unlabelled passages `{raw_dir}/collection.parquet` (passage_id, passage_text) as (pid, text)."""
-    path = Path(raw_dir) / "collection.parquet"
-    if not path.is_file():
-        raise TwoTowerError(f"{path} not found: data.ict_passages needs unlabelled passages there")
-    names = pq.read_schema(path).names
-    missing = [c for c in ("passage_id", "passage_text") if c not in names]
-    if missing:
-        raise TwoTowerError(f"{path}: missing column(s) {', '.join(missing)}")
-    table = pd.read_parquet(path, columns=["passage_id", "passage_text"])
-    texts = clean_text(table["passage_text"])
-    keep = texts.notna() & (texts != "")
-    return pd.DataFrame({"pid": table.loc[keep, "passage_id"].astype(str), "text": texts[keep].astype(str)})
-
-
-def write_split(tables: SplitTables, out_dir) -> None:
-    from twotower.files import write_parquet
-
-    out_dir = Path(out_dir)
-    write_parquet(tables.queries, out_dir / "queries.parquet")
-    write_parquet(tables.passages, out_dir / "passages.parquet")
-    write_parquet(tables.qrels, out_dir / "qrels.parquet")
-
-
-def prepared_file(prepared_dir, split: str, table: str) -> Path:
-    """The path of one prepared table (queries, passages or qrels), which must exist."""
-    path = Path(prepared_dir) / split / f"{table}.parquet"
-    if not path.is_file():
-        raise TwoTowerError(f"prepared split missing: {path} (run the subsample stage)")
-    return path
-
-
-def table_rows(path) -> int:
-    """Rows of a parquet file, from its footer: nothing else is read."""
-    return pq.ParquetFile(path).metadata.num_rows
-
-
-def text_batches(path, batch_size: int = 8192, desc: str | None = None):
-    """The `text` column of a prepared table as lists of str, one record batch at a time
-    (with a progress bar named `desc` on a terminal)."""
-    with tqdm(total=table_rows(path), desc=desc, unit="text", disable=None) as bar:
-        for batch in _streamed(path).iter_batches(batch_size, columns=["text"]):
-            bar.update(batch.num_rows)
-            yield batch.column("text").to_pylist()
-
-
-def load_split(prepared_dir, split: str) -> SplitTables:
-    folder = Path(prepared_dir) / split
-    try:
-        return SplitTables(
-            pd.read_parquet(folder / "queries.parquet"),
-            pd.read_parquet(folder / "passages.parquet"),
-            pd.read_parquet(folder / "qrels.parquet"),
-        )
-    except FileNotFoundError as exc:
-        raise TwoTowerError(f"prepared split missing: {exc.filename} (run the subsample stage)") from None

@@ -11,7 +11,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from twotower.data import SplitTables
+from twotower.prepared import SplitTables
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
