@@ -174,6 +174,23 @@ def test_save_load_round_trip_without_params_yaml(tmp_path, monkeypatch):
     assert list(path.parent.iterdir()) == [path]  # no temporary left behind
 
 
+def test_shared_tables_are_saved_once(tmp_path):
+    """The word table is named by three keys; the file holds it once (a copy per key, as
+    `.cpu()` of CUDA tensors made, tripled model.pt)."""
+    vocab, dim = 20_000, 16
+    model = TwoTower(ModelConfig(vocab_size=vocab, embed_dim=dim, hidden_dim=4), torch.randn(vocab, dim))
+    path = tmp_path / "model.pt"
+    save_model(model, [f"w{i}" for i in range(vocab)], max_len_query=7, max_len_passage=21, path=path)
+    state = torch.load(path, weights_only=True)["state_dict"]
+    keys = ["embedding.weight", "query_encoder.embedding.weight", "passage_encoder.embedding.weight"]
+    assert len({state[k].untyped_storage().data_ptr() for k in keys}) == 1
+    table_bytes = vocab * dim * 4
+    assert path.stat().st_size < 1.5 * table_bytes
+    loaded, _ = load_model(path)
+    assert loaded.query_encoder.embedding is loaded.embedding is loaded.passage_encoder.embedding
+    torch.testing.assert_close(loaded.embedding.weight, model.embedding.weight, rtol=0, atol=0)
+
+
 def test_load_model_missing_path(tmp_path):
     with pytest.raises(TwoTowerError, match="model not found"):
         load_model(tmp_path / "nope.pt")

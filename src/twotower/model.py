@@ -148,6 +148,24 @@ class TwoTower(nn.Module):
         return self.passage_encoder(ids, lengths)
 
 
+def cpu_state_dict(model: nn.Module) -> dict:
+    """The state dict copied to the CPU, each tensor once.
+
+    The towers register the shared word table and term weights too, so the state dict holds
+    each under three keys (the model's and each encoder's). torch.save stores a storage once
+    however many keys name it, but copying per key (`.cpu()` of a CUDA tensor) would make
+    three storages: ~3x the file. Keys that alias one tensor share one copy here.
+    """
+    copies, state = {}, {}
+    for key, tensor in model.state_dict().items():
+        alias = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape),
+                 tuple(tensor.stride()), tensor.dtype, tensor.device)
+        if alias not in copies:
+            copies[alias] = tensor.detach().to("cpu", copy=True)
+        state[key] = copies[alias]
+    return state
+
+
 def save_model(model: TwoTower, vocab: list[str], max_len_query: int, max_len_passage: int, path) -> None:
     """Everything needed to search later, with no params.yaml: weights, config, vocabulary."""
     from twotower.files import atomic_path
@@ -156,7 +174,7 @@ def save_model(model: TwoTower, vocab: list[str], max_len_query: int, max_len_pa
         torch.save({
             "format": CHECKPOINT_FORMAT,
             "config": asdict(model.cfg),
-            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "state_dict": cpu_state_dict(model),
             "vocab": list(vocab),
             "max_len_query": int(max_len_query),
             "max_len_passage": int(max_len_passage),
