@@ -1,9 +1,11 @@
 """Stage compare: our runs and the official TREC-DL 2019 runs, scored by the same metric code.
 
-Writes metrics/compare.json ({system: {metric: value}}) and plots/compare/: results.md (the
-table), per_query_ndcg.csv/.png (nDCG@10 of two-tower vs BM25 on each query: who wins where)
-and precision_recall.csv/.png (P@K and R@K of every system). If the `--official` file is
-absent, only our systems are compared.
+Writes plots/compare/: scores.json ({system: {metric: value}}), results.md (the table),
+per_query_ndcg.csv/.png (nDCG@10 of two-tower vs BM25 on each query: who wins where) and
+precision_recall.csv/.png (P@K and R@K of every system). If the `--official` file is absent,
+only our systems are compared. The scores are no DVC metric: our systems' figures are
+evaluate's, bm25's and hybrid's metrics already, and the official runs' would add a column
+per run and measure to `dvc exp show`.
 """
 
 import argparse
@@ -30,7 +32,6 @@ def main(argv=None):
     parser.add_argument("--hybrid", default="data/runs/hybrid.trec")
     parser.add_argument("--official", default="../shared/data/trec-dl-2019/runs.parquet",
                         help="published runs: parquet with run, qid, pid, rank, score")
-    parser.add_argument("--metrics", default="metrics/compare.json")
     parser.add_argument("--plots", default="plots/compare")
     args = parser.parse_args(argv)
 
@@ -50,9 +51,9 @@ def main(argv=None):
     wins = per_query_wins({"twotower": runs["twotower"], "bm25": runs["bm25"]}, tables.qrels, tables.queries)
     by_system = curves(runs, tables.qrels)
 
-    write_json(scores, args.metrics)
     with atomic_path(args.plots) as out:
         out.mkdir()
+        write_json(scores, out / "scores.json")
         (out / "results.md").write_text(results_markdown(scores, TABLE_METRICS, caption))
         wins.to_csv(out / "per_query_ndcg.csv", index=False)
         plot_per_query_delta(wins, "twotower", "bm25", out / "per_query_ndcg.png")

@@ -51,6 +51,14 @@ def test_repro_writes_every_output(project):
     assert all(0.0 <= v <= 1.0 for v in metrics.values())
 
 
+def test_compare_scores_our_systems_as_their_stages_do_and_adds_no_metric(project):
+    scores = json.loads((project / "plots" / "compare" / "scores.json").read_text())
+    for system, stage_metrics in (("twotower", "eval"), ("bm25", "bm25"), ("hybrid", "hybrid")):
+        assert scores[system] == json.loads((project / "metrics" / f"{stage_metrics}.json").read_text())
+    shown = run(["dvc", "metrics", "show", "--json"], project)
+    assert "metrics/eval.json" in shown and "compare" not in shown
+
+
 def test_run_file_is_trec_format_and_ranked(project):
     run = pd.read_csv(project / "data" / "runs" / "twotower.trec", sep=" ", header=None,
                       names=["qid", "q0", "pid", "rank", "score", "tag"], dtype={"qid": str, "pid": str})
@@ -90,7 +98,7 @@ def test_forced_rerun_is_bit_identical(project):
     metrics file byte for byte and every output's hash (model, index, runs, plots)."""
     metrics = {p.name: p.read_bytes() for p in sorted((project / "metrics").glob("*.json"))}
     outs = lock_outs(project)
-    assert {"train.json", "eval.json", "bm25.json", "hybrid.json", "compare.json"} <= set(metrics)
+    assert set(metrics) == {"train.json", "eval.json", "bm25.json", "hybrid.json"}
     assert ("train", "models/model.pt") in outs
 
     out = run(["dvc", "repro", "-f"], project)
