@@ -6,6 +6,9 @@ Runs as is under `torchrun --nproc_per_node N -m stages.train ...` (DistributedD
 the first process writes the outputs).
 With `train.ict_epochs > 0` the model is first trained on the inverse-cloze split that
 subsample made from unlabelled passages; those epochs come first in the curves.
+With `train.distill_weight > 0` the teacher stage's vectors (--teacher) join the batches and
+the loss mixes the labels with the teacher's scores (`twotower.losses.build_loss`); the
+pseudo-query pairs then learn from the teacher alone.
 The training state is checkpointed after every epoch under --checkpoints (not a DVC
 output); rerunning after a crash or kill continues from there (`train.resume`), and the
 checkpoints are removed once the model is saved.
@@ -28,19 +31,23 @@ from twotower.devices import select_device
 from twotower.errors import TwoTowerError, exit_on_error
 from twotower.files import atomic_path, write_json
 from twotower.index import Split
-from twotower.losses import build_loss
+from twotower.losses import build_loss, needs_projection
 from twotower.model import ModelConfig, TwoTower, save_model
 from twotower.params import load_section
 from twotower.prepared import load_split
+from twotower.teacher import load_split_vectors
 from twotower.text import TokenArrays
 from twotower.training import seed_everything, train
 
 
-def load_tokenized(prepared, tokens, split) -> Split:
+def load_tokenized(prepared, tokens, split, teacher=None) -> Split:
+    """A split's token arrays; with `teacher` (the teacher stage's folder), its vectors too."""
     tables = load_split(prepared, split)
     folder = Path(tokens) / split
-    return Split(tables.queries["qid"].to_numpy(), TokenArrays.load(folder, "queries"),
-                 tables.passages["pid"].to_numpy(), TokenArrays.load(folder, "passages"), tables.qrels)
+    qids, pids = tables.queries["qid"].to_numpy(), tables.passages["pid"].to_numpy()
+    vectors = load_split_vectors(teacher, split, qids, pids) if teacher else (None, None)
+    return Split(qids, TokenArrays.load(folder, "queries"), pids, TokenArrays.load(folder, "passages"),
+                 tables.qrels, *vectors, labelled=split != "ict")
 
 
 def inputs_fingerprint(param_sections, files) -> str:
@@ -60,6 +67,7 @@ def main(argv=None):
     parser.add_argument("--prepared", default="data/prepared")
     parser.add_argument("--tokens", default="data/tokens")
     parser.add_argument("--triplets", default="data/triplets")
+    parser.add_argument("--teacher", default="data/teacher")
     parser.add_argument("--model", default="models/model.pt")
     parser.add_argument("--metrics", default="metrics/train.json")
     parser.add_argument("--plots", default="plots/train")
@@ -73,11 +81,15 @@ def main(argv=None):
     device = distributed.setup(select_device(train_params.device))
     vocab = Path(args.tokens, "vocab.txt").read_text().splitlines()
     embeddings = torch.from_numpy(np.load(Path(args.tokens, "embeddings.npy")))
-    config = ModelConfig.from_params(model_params, vocab_size=len(vocab), embed_dim=embeddings.shape[1])
+    teacher = args.teacher if train_params.distill_weight > 0 else None
+    train_split = load_tokenized(args.prepared, args.tokens, "train", teacher)
+    teacher_dim = (train_split.teacher_queries.shape[1]
+                   if needs_projection(model_params, train_params.distill_weight) else 0)
+    config = ModelConfig.from_params(model_params, vocab_size=len(vocab), embed_dim=embeddings.shape[1],
+                                     teacher_dim=teacher_dim)
     idf = torch.from_numpy(np.load(Path(args.tokens, "idf.npy")))
     model = TwoTower(config, embeddings, idf)
-    loss = build_loss(model_params)
-    train_split = load_tokenized(args.prepared, args.tokens, "train")
+    loss = build_loss(model_params, train_params.distill_weight)
     val_split = load_tokenized(args.prepared, args.tokens, "validation")
     triplets = pd.read_parquet(Path(args.triplets, "train.parquet"))
     print(f"device {device}; {len(triplets)} training triplets; "
@@ -86,7 +98,8 @@ def main(argv=None):
     fingerprint = inputs_fingerprint(
         [asdict(model_params), asdict(train_params), asdict(tokenize_params)],
         [Path(args.tokens, "vocab.txt"), Path(args.tokens, "embeddings.npy"), Path(args.triplets, "train.parquet"),
-         *([Path(args.triplets, "ict.parquet")] if train_params.ict_epochs else [])])
+         *([Path(args.triplets, "ict.parquet")] if train_params.ict_epochs else []),
+         *([Path(teacher, "train", f"{table}.npy") for table in ("queries", "passages")] if teacher else [])])
     checkpoints = Path(args.checkpoints)
 
     def fit(on_epoch):
@@ -94,7 +107,7 @@ def main(argv=None):
             if not Path(args.prepared, "ict").is_dir():
                 raise TwoTowerError("train.ict_epochs > 0 needs data.ict_passages > 0 (no ict split)")
             print(f"pretraining on inverse-cloze pairs for {train_params.ict_epochs} epoch(s)")
-            train(model, load_tokenized(args.prepared, args.tokens, "ict"),
+            train(model, load_tokenized(args.prepared, args.tokens, "ict", teacher),
                   pd.read_parquet(Path(args.triplets, "ict.parquet")), val_split,
                   replace(train_params, epochs=train_params.ict_epochs, early_stopping=0), loss, device,
                   on_epoch=on_epoch, checkpoint=checkpoints / "ict.pt", fingerprint=fingerprint)

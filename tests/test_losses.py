@@ -4,7 +4,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from twotower.losses import LOSSES, LossInputs, build_loss, cosine_loss, infonce_loss, triplet_loss
+from twotower.losses import (DISTILL_LOSSES, LOSSES, LossInputs, build_loss, cosine_loss, infonce_loss,
+                             kl_distill_loss, margin_mse_loss, needs_projection, triplet_loss,
+                             vector_cosine_loss)
 from twotower.params import LOSSES as LOSS_NAMES
 from twotower.params import ModelParams
 
@@ -109,3 +111,78 @@ def test_a_batch_split_in_shares_weighted_by_size_gives_the_whole_batch_loss(nam
         same = qids[mine][:, None] == qids[order][None, :]
         total += loss(LossInputs(q[mine], pos[order], neg[order], same)) * len(mine) / 5
     assert total.item() == pytest.approx(whole.item(), rel=1e-6)
+
+
+def test_kl_distillation_is_zero_when_student_scores_equal_the_teachers():
+    torch.manual_seed(1)
+    q, passages = F.normalize(torch.randn(3, 4), dim=-1), F.normalize(torch.randn(6, 4), dim=-1)
+    assert kl_distill_loss(q, passages, q, passages, temperature=0.1).item() == pytest.approx(0.0, abs=1e-6)
+    assert kl_distill_loss(q, passages, q.flip(0), passages, temperature=0.1).item() > 0.01
+
+
+def test_kl_distillation_by_hand():
+    # One query, two passages. Student scores (1, 0), teacher scores (0, 0) at temperature 1:
+    # p_teacher = (1/2, 1/2), p_student = softmax(1, 0) = (e/(e+1), 1/(e+1)).
+    q, passages = torch.tensor([[1.0, 0.0]]), torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    teacher_q, teacher_passages = torch.tensor([[0.0, 1.0]]), torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    e = math.e
+    expected = 0.5 * math.log(0.5 / (e / (e + 1))) + 0.5 * math.log(0.5 / (1 / (e + 1)))
+    assert kl_distill_loss(q, passages, teacher_q, teacher_passages, 1.0).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_margin_mse_is_zero_for_equal_margins_whatever_the_scores():
+    # Student scores 1 and 0 (margin 1) ; teacher scores 0.5 and -0.5 (margin 1).
+    q, pos, neg = unit([1.0, 0.0]), unit([1.0, 0.0]), unit([0.0, 1.0])
+    tq, tpos, tneg = unit([1.0, 0.0]), unit([0.5, math.sqrt(0.75)]), unit([-0.5, math.sqrt(0.75)])
+    assert margin_mse_loss(q, pos, neg, tq, tpos, tneg).item() == pytest.approx(0.0, abs=1e-6)
+    # Teacher margin 0 against the student's 1: squared error 1.
+    assert margin_mse_loss(q, pos, neg, tq, tpos, tpos).item() == pytest.approx(1.0)
+
+
+def test_vector_cosine_loss_by_hand():
+    assert vector_cosine_loss(unit([1.0, 0.0]), unit([2.0, 0.0])).item() == pytest.approx(0.0, abs=1e-6)
+    assert vector_cosine_loss(unit([1.0, 0.0], [1.0, 0.0]), unit([0.0, 1.0], [-1.0, 0.0])).item() == pytest.approx(1.5)
+
+
+def _distill_inputs(q, pos, neg, labelled=True):
+    return LossInputs(q, pos, neg, teacher_q=q.flip(1), teacher_pos=pos.flip(1), teacher_neg=neg.flip(1),
+                      to_teacher=lambda x: x.flip(1) * 2, labelled=labelled)
+
+
+def test_distillation_mixes_labels_and_teacher_by_weight_and_pseudo_pairs_take_the_teacher_alone():
+    torch.manual_seed(2)
+    q, pos, neg = (F.normalize(torch.randn(4, 3), dim=-1) for _ in range(3))
+    params = ModelParams(loss="infonce", temperature=0.1, distill_loss="kl+margin_mse")
+    labels = build_loss(params)(LossInputs(q, pos, neg))
+    inputs = _distill_inputs(q, pos, neg)
+    teacher = (kl_distill_loss(q, torch.cat([pos, neg]), q.flip(1), torch.cat([pos, neg]).flip(1), 0.1)
+               + margin_mse_loss(q, pos, neg, q.flip(1), pos.flip(1), neg.flip(1)))
+    mixed = build_loss(params, distill_weight=0.25)
+    assert mixed(inputs).item() == pytest.approx((0.75 * labels + 0.25 * teacher).item(), rel=1e-6)
+    assert mixed(_distill_inputs(q, pos, neg, labelled=False)).item() == pytest.approx(teacher.item(), rel=1e-6)
+    # The projection maps each vector onto its teacher (flip, scaled): the cosine loss is 0.
+    cosine_only = build_loss(ModelParams(distill_loss="cosine", vector_weight=10.0), distill_weight=1.0)
+    assert cosine_only(inputs).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_only_the_cosine_teacher_loss_needs_a_projection():
+    assert needs_projection(ModelParams(distill_loss="kl+cosine"), 0.5)
+    assert not needs_projection(ModelParams(distill_loss="kl+cosine"), 0.0)
+    assert not needs_projection(ModelParams(distill_loss="kl+margin_mse"), 1.0)
+
+
+@pytest.mark.parametrize("name", sorted(DISTILL_LOSSES))
+def test_a_distillation_batch_split_in_shares_gives_the_whole_batch_loss(name):
+    """As above, for each teacher loss with the teacher's vectors laid out like the student's."""
+    torch.manual_seed(3)
+    q, pos, neg = (F.normalize(torch.randn(5, 4), dim=-1) for _ in range(3))
+    head = torch.nn.Linear(4, 6)
+    tq, tpos, tneg = (F.normalize(torch.randn(5, 6), dim=-1) for _ in range(3))
+    loss = build_loss(ModelParams(distill_loss=name), distill_weight=1.0)
+    whole = loss(LossInputs(q, pos, neg, None, tq, tpos, tneg, head))
+    total = 0.0
+    for mine in (torch.tensor([0, 2, 4]), torch.tensor([1, 3])):
+        order = torch.cat([mine, torch.tensor([r for r in range(5) if r not in mine])])
+        total += loss(LossInputs(q[mine], pos[order], neg[order], None, tq[mine], tpos[order], tneg[order],
+                                 head)) * len(mine) / 5
+    assert total.item() == pytest.approx(whole.item(), rel=1e-5)

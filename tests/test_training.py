@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from twotower.index import Split
-from twotower.losses import build_loss
+from twotower.losses import build_loss, needs_projection
 from twotower.model import ModelConfig, TwoTower
 from twotower.params import ModelParams, TrainParams
 from twotower.text import TokenArrays
@@ -47,9 +47,9 @@ def triplets_for(split, seed=0):
     return pd.DataFrame({"qid": split.qids, "pos_pid": split.pids, "neg_pid": split.pids[negatives]})
 
 
-def fresh_model(dropout=0.1):
+def fresh_model(dropout=0.1, teacher_dim=0):
     seed_everything(0)
-    cfg = ModelConfig(vocab_size=VOCAB + 2, embed_dim=DIM, hidden_dim=6, dropout=dropout)
+    cfg = ModelConfig(vocab_size=VOCAB + 2, embed_dim=DIM, hidden_dim=6, dropout=dropout, teacher_dim=teacher_dim)
     return TwoTower(cfg, torch.randn(VOCAB + 2, DIM))
 
 
@@ -225,14 +225,35 @@ def test_bucketed_batches_cover_every_triplet_once_with_similar_lengths():
 # Uneven shares under two processes (batches of 3 split 2 + 1), no dropout (its masks depend
 # on the batch shapes), 15 triplets so that no batch is too small to split.
 DDP_PARAMS = replace(PARAMS, batch_size=3)
-DDP_LOSSES = ["triplet", "infonce"]  # every loss listed here is checked under torchrun
+# Every loss listed here is checked under torchrun; `distill:X` is infonce on the labels mixed
+# half and half with the teacher loss X, over made-up teacher vectors.
+DDP_LOSSES = ["triplet", "infonce", "distill:kl", "distill:margin_mse", "distill:cosine"]
+TEACHER_DIM = 5
+
+
+def with_teacher(split, seed=7):
+    """`split` with seeded unit teacher vectors for its queries and passages."""
+    rng = np.random.default_rng(seed)
+
+    def unit(n):
+        x = rng.normal(size=(n, TEACHER_DIM))
+        return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float16)
+
+    return replace(split, teacher_queries=unit(len(split.qids)), teacher_passages=unit(len(split.pids)))
 
 
 def ddp_run(loss: str, device):
     """Train on the tiny split as tests/ddp_worker.py does in each process: (model, figures)."""
-    model, figures = fresh_model(dropout=0.0), []
-    split, val = make_split(0, n_queries=15), make_split(1, n_queries=8)
-    train(model, split, triplets_for(split), val, DDP_PARAMS, build_loss(ModelParams(loss=loss)), device,
+    distill = loss.removeprefix("distill:") if loss.startswith("distill:") else None
+    params = ModelParams(loss="infonce", distill_loss=distill) if distill else ModelParams(loss=loss)
+    weight = 0.5 if distill else 0.0
+    # As the train stage does: a projection only where a loss uses it (DDP refuses unused weights).
+    model = fresh_model(dropout=0.0, teacher_dim=TEACHER_DIM if needs_projection(params, weight) else 0)
+    split, val, figures = make_split(0, n_queries=15), make_split(1, n_queries=8), []
+    if distill:
+        split = with_teacher(split)
+    loss_fn = build_loss(params, weight)
+    train(model, split, triplets_for(split), val, DDP_PARAMS, loss_fn, device,
           on_epoch=lambda epoch, f: figures.append(f))
     return model, figures
 

@@ -23,6 +23,9 @@ class Split:
     pids: np.ndarray
     passages: TokenArrays
     qrels: pd.DataFrame
+    teacher_queries: np.ndarray | None = None  # training only: the teacher's float16 vectors per row
+    teacher_passages: np.ndarray | None = None
+    labelled: bool = True  # false for pseudo-query pairs (see `losses.LossInputs`)
 
 
 def embed(encode, ids: np.ndarray, lengths: np.ndarray, batch_size: int, device,

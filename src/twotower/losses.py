@@ -21,12 +21,22 @@ class LossInputs:
     order, and under torchrun the rows after them are the other processes' passages
     (`distributed.gather_rows`); in one process n = b. `same_query` [b, n] marks the rows of
     `pos` that are positives of query i's own query id (row i itself included).
+
+    For distillation, `teacher_q`, `teacher_pos` and `teacher_neg` are the teacher's unit
+    vectors of the same rows (same layout), `to_teacher` the student's learned projection
+    into the teacher's space, and `labelled` false for pseudo-query pairs, whose 0/1 labels
+    are made up and so give way to the teacher's soft scores.
     """
 
     q: torch.Tensor
     pos: torch.Tensor
     neg: torch.Tensor
     same_query: torch.Tensor | None = None
+    teacher_q: torch.Tensor | None = None
+    teacher_pos: torch.Tensor | None = None
+    teacher_neg: torch.Tensor | None = None
+    to_teacher: object = None
+    labelled: bool = True
 
 
 def triplet_loss(q, pos, neg, margin: float) -> torch.Tensor:
@@ -74,13 +84,74 @@ def _infonce(inputs: LossInputs, params) -> torch.Tensor:
     return infonce_loss(inputs.q, inputs.pos, inputs.neg, params.temperature, inputs.same_query)
 
 
+def kl_distill_loss(q, passages, teacher_q, teacher_passages, temperature: float) -> torch.Tensor:
+    """KL(teacher || student) between the softmaxes over the batch's passages of each query's
+    scores: the student learns how the teacher spreads its belief over every in-batch
+    passage, not only which one is labelled."""
+    student = F.log_softmax(q @ passages.T / temperature, dim=-1)
+    teacher = F.log_softmax(teacher_q @ teacher_passages.T / temperature, dim=-1)
+    return F.kl_div(student, teacher, log_target=True, reduction="batchmean")
+
+
+def margin_mse_loss(q, pos, neg, teacher_q, teacher_pos, teacher_neg) -> torch.Tensor:
+    """Margin-MSE (Hofstätter et al. 2020): the student's score margin between positive and
+    negative must equal the teacher's; only differences are matched, so the two models'
+    score scales need not agree."""
+    student = (q * pos).sum(-1) - (q * neg).sum(-1)
+    teacher = (teacher_q * teacher_pos).sum(-1) - (teacher_q * teacher_neg).sum(-1)
+    return F.mse_loss(student, teacher)
+
+
+def vector_cosine_loss(student, teacher) -> torch.Tensor:
+    """Mean cosine distance between projected student vectors and the teacher's vectors."""
+    return (1.0 - F.cosine_similarity(student, teacher, dim=-1)).mean()
+
+
+def _kl(inputs: LossInputs, params) -> torch.Tensor:
+    return kl_distill_loss(inputs.q, torch.cat([inputs.pos, inputs.neg]), inputs.teacher_q,
+                           torch.cat([inputs.teacher_pos, inputs.teacher_neg]), params.temperature)
+
+
+def _margin_mse(inputs: LossInputs, params) -> torch.Tensor:
+    b = len(inputs.q)
+    return margin_mse_loss(inputs.q, inputs.pos[:b], inputs.neg[:b], inputs.teacher_q,
+                           inputs.teacher_pos[:b], inputs.teacher_neg[:b])
+
+
+def _vector_cosine(inputs: LossInputs, params) -> torch.Tensor:
+    b = len(inputs.q)
+    student = torch.cat([inputs.q, inputs.pos[:b], inputs.neg[:b]])
+    teacher = torch.cat([inputs.teacher_q, inputs.teacher_pos[:b], inputs.teacher_neg[:b]])
+    return params.vector_weight * vector_cosine_loss(inputs.to_teacher(student), teacher)
+
+
 LOSSES = {"triplet": _triplet, "cosine": _cosine, "infonce": _infonce}
+DISTILL_LOSSES = {"kl": _kl, "margin_mse": _margin_mse, "cosine": _vector_cosine}
 
 
-def build_loss(params):
-    """The loss `params.loss` names, with its settings from `params` (a `ModelParams`), as a
-    function of one `LossInputs`."""
-    try:
-        return partial(LOSSES[params.loss], params=params)
-    except KeyError:
-        raise ValueError(f"unknown loss {params.loss!r}") from None
+def build_loss(params, distill_weight: float = 0.0):
+    """The training loss as a function of one `LossInputs`, from `params` (a `ModelParams`).
+
+    With `distill_weight` w > 0, labelled batches get (1 - w) x `params.loss` on their labels
+    + w x the teacher losses `params.distill_loss` names (summed; `cosine` scaled by
+    `params.vector_weight`), and pseudo-query batches the teacher losses alone.
+    """
+    if params.loss not in LOSSES:
+        raise ValueError(f"unknown loss {params.loss!r}")
+    labels = partial(LOSSES[params.loss], params=params)
+    if distill_weight == 0:
+        return labels
+    teacher_losses = [partial(DISTILL_LOSSES[name], params=params) for name in params.distill_loss.split("+")]
+
+    def loss(inputs: LossInputs) -> torch.Tensor:
+        soft = sum(part(inputs) for part in teacher_losses)
+        if not inputs.labelled:
+            return soft
+        return (1.0 - distill_weight) * labels(inputs) + distill_weight * soft
+
+    return loss
+
+
+def needs_projection(params, distill_weight: float) -> bool:
+    """Whether training needs the student -> teacher projection (the `cosine` teacher loss)."""
+    return distill_weight > 0 and "cosine" in params.distill_loss.split("+")

@@ -32,12 +32,13 @@ class ModelConfig:
     shared_encoder: bool = _DEFAULTS.shared_encoder
     freeze_embeddings: bool = _DEFAULTS.freeze_embeddings
     pooling: str = _DEFAULTS.pooling
+    teacher_dim: int = 0  # > 0: a learned projection into a teacher's space, for distillation
 
     @classmethod
-    def from_params(cls, params, vocab_size: int, embed_dim: int) -> "ModelConfig":
+    def from_params(cls, params, vocab_size: int, embed_dim: int, teacher_dim: int = 0) -> "ModelConfig":
         """Take the architecture fields of a `ModelParams` (loss settings stay with training)."""
-        keep = {f for f in cls.__dataclass_fields__} - {"vocab_size", "embed_dim"}
-        return cls(vocab_size=vocab_size, embed_dim=embed_dim,
+        keep = {f for f in cls.__dataclass_fields__} - {"vocab_size", "embed_dim", "teacher_dim"}
+        return cls(vocab_size=vocab_size, embed_dim=embed_dim, teacher_dim=teacher_dim,
                    **{k: v for k, v in asdict(params).items() if k in keep})
 
 
@@ -136,6 +137,9 @@ class TwoTower(nn.Module):
         self.query_encoder = Encoder(cfg, self.embedding, self.term_weight)
         self.passage_encoder = (self.query_encoder if cfg.shared_encoder
                                 else Encoder(cfg, self.embedding, self.term_weight))
+        # Training-only: maps the towers' vectors into the teacher's space for the `cosine`
+        # teacher loss; search never uses it.
+        self.to_teacher = nn.Linear(cfg.embed_dim, cfg.teacher_dim) if cfg.teacher_dim else None
 
     def forward(self, query_ids, query_lengths, passage_ids, passage_lengths):
         """Both towers in one call, so DistributedDataParallel sees (and syncs) every step."""

@@ -138,6 +138,21 @@ class Updates:
             optimizer.zero_grad(set_to_none=True)
 
 
+def _teacher_inputs(model, split: Split, q_rows, pos_rows, neg_rows, device) -> dict:
+    """The teacher's vectors of a batch's rows, laid out as `LossInputs` wants (passages of
+    every process), and the student's projection into the teacher's space."""
+    if split.teacher_queries is None:
+        return {}
+
+    def rows(vectors, which):
+        return torch.as_tensor(np.asarray(vectors[which]), dtype=torch.float32, device=device)
+
+    return {"teacher_q": rows(split.teacher_queries, q_rows),
+            "teacher_pos": distributed.gather_rows(rows(split.teacher_passages, pos_rows)),
+            "teacher_neg": distributed.gather_rows(rows(split.teacher_passages, neg_rows)),
+            "to_teacher": getattr(model, "module", model).to_teacher}
+
+
 def _train_epoch(model, split: Split, rows3, batches, loss, updates: Updates, device, desc: str) -> float:
     """One pass over `batches` of triplet indices with `loss` (see `twotower.losses`);
     returns the mean loss.
@@ -162,7 +177,9 @@ def _train_epoch(model, split: Split, rows3, batches, loss, updates: Updates, de
             q, both = q.float(), both.float()
         qids = torch.as_tensor(q_rows[rows], device=device)
         inputs = LossInputs(q, distributed.gather_rows(both[: len(rows)]), distributed.gather_rows(both[len(rows):]),
-                            same_query=qids[:, None] == distributed.gather_rows(qids)[None, :])
+                            same_query=qids[:, None] == distributed.gather_rows(qids)[None, :],
+                            labelled=split.labelled,
+                            **_teacher_inputs(model, split, q_rows[rows], pos_rows[rows], neg_rows[rows], device))
         loss_value = loss(inputs)
         share = len(rows) * world / len(batch)  # 1 in a single process
         (loss_value * share / updates.accum_steps).backward()
