@@ -1,11 +1,12 @@
 """Stage teacher: encode the texts training learns from with the teacher sentence encoder.
 
 Outputs (data/teacher/), every vector float16 and L2-normalised:
-- {split}/queries.npy, {split}/passages.npy: one row per row of the prepared
-  queries.parquet / passages.parquet of each split training reads (train, validation and,
-  with data.ict_passages > 0, the pseudo-query pairs `ict` made from unlabelled passages),
-  with their ids in {split}/queries_ids.parquet / passages_ids.parquet. The test split is
-  never encoded: its queries are for reporting only.
+- {split}/queries.npy, {split}/passages.npy: the queries and passages of each split training
+  reads (train and, with data.ict_passages > 0, the pseudo-query pairs `ict` made from
+  unlabelled passages: their passages only as far as the triplets use them) and of the
+  validation split (all of it: metrics/teacher.json has the teacher's own validation
+  figures, the ceiling for the student's), with their ids in {split}/queries_ids.parquet /
+  passages_ids.parquet. The test split is never encoded: its queries are for reporting only.
 - words.txt + words.npy: the teacher's output for each word alone, for every word of the
   training texts and the `teacher.glove_words` most frequent GloVe words;
   pieces.txt + pieces.npy: the same for each token of the teacher's own vocabulary, and its
@@ -20,16 +21,29 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
+from twotower.devices import select_device
 from twotower.errors import exit_on_error
-from twotower.files import atomic_path, save_npy, write_parquet
+from twotower.files import atomic_path, save_npy, write_json, write_parquet
+from twotower.index import to_run, top_k
+from twotower.metrics import evaluate_run
 from twotower.params import load_section
 from twotower.prepared import load_split
-from twotower.devices import select_device
 from twotower.teacher import encode_texts, encode_token_pieces, load_teacher, teacher_dir, training_words
 from twotower.vectors import load_glove
 
 SPLITS = ("train", "validation", "ict")
+
+
+def teacher_figures(folder, tables) -> dict:
+    """The teacher's own validation MRR@10, nDCG@10 and Recall@100 (ranking every validation
+    passage): the ceiling the student is distilled towards, on the split that picks epochs."""
+    queries = np.load(Path(folder) / "queries.npy").astype(np.float32)
+    passages = np.load(Path(folder) / "passages.npy").astype(np.float32)
+    scores, rows = top_k(queries, passages, 100)
+    run = to_run(tables.queries["qid"].to_numpy(), tables.passages["pid"].to_numpy(), scores, rows)
+    return evaluate_run(run, tables.qrels, names=["MRR@10", "nDCG@10", "Recall@100"])
 
 
 @exit_on_error
@@ -37,7 +51,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--prepared", default="data/prepared")
+    parser.add_argument("--triplets", default="data/triplets")
     parser.add_argument("--out", default="data/teacher")
+    parser.add_argument("--metrics", default="metrics/teacher.json")
     args = parser.parse_args(argv)
     params = load_section("teacher", args.params)
 
@@ -48,13 +64,21 @@ def main(argv=None):
     with atomic_path(args.out) as out:
         for split in splits:
             tables = load_split(args.prepared, split)
-            for table, frame, key in (("queries", tables.queries, "qid"), ("passages", tables.passages, "pid")):
+            passages = tables.passages
+            if split != "validation":  # only the passages training will see
+                used = pd.read_parquet(Path(args.triplets, f"{split}.parquet"), columns=["pos_pid", "neg_pid"])
+                passages = passages[passages["pid"].isin(set(used["pos_pid"]) | set(used["neg_pid"]))]
+            for table, frame, key in (("queries", tables.queries, "qid"), ("passages", passages, "pid")):
                 start = time.perf_counter()
                 vectors = encode_texts(teacher, frame["text"].tolist(), params.batch_size, desc=f"{split} {table}")
                 save_npy(vectors, out / split / f"{table}.npy")
-                write_parquet(frame[[key]], out / split / f"{table}_ids.parquet")
+                write_parquet(frame[[key]].reset_index(drop=True), out / split / f"{table}_ids.parquet")
                 seconds[f"{split}/{table}"] = round(time.perf_counter() - start, 1)
                 counts[f"{split}/{table}"] = len(frame)
+            if split == "validation":
+                figures = teacher_figures(out / split, tables)
+                write_json({f"val/{k}": round(v, 6) for k, v in figures.items()}, args.metrics)
+                print("teacher on validation: " + ", ".join(f"{k} {v:.4f}" for k, v in figures.items()))
 
         start = time.perf_counter()
         glove_words, _ = load_glove()

@@ -100,22 +100,30 @@ def training_words(prepared_dir, splits: list[str], extra: list[str]) -> list[st
 
 
 def load_split_vectors(folder, split: str, qids: np.ndarray, pids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The teacher stage's (queries, passages) float16 vectors of `split`, memory-mapped,
-    checked to hold exactly the rows `qids` / `pids` in order (else a one-line error: the
-    teacher's outputs are from other prepared data)."""
+    """The teacher stage's (queries, passages) float16 vectors of `split`, one row per id of
+    `qids` / `pids`: the teacher's row for that id, or NaN where it encoded none (it encodes
+    only the passages that training triplets use), so a missing row cannot pass unnoticed."""
     import pandas as pd
 
     out = []
     for table, ids, key in (("queries", qids, "qid"), ("passages", pids, "pid")):
         path = Path(folder) / split / f"{table}.npy"
         try:
-            vectors = np.load(path, mmap_mode="r")
-            saved = pd.read_parquet(Path(folder) / split / f"{table}_ids.parquet")[key].to_numpy()
+            vectors = np.load(path)
+            saved = pd.read_parquet(Path(folder) / split / f"{table}_ids.parquet")[key].astype(str)
         except FileNotFoundError:
             raise TwoTowerError(f"teacher vectors missing: {path} (run `dvc repro teacher`; they are needed "
                                 "for train.distill_weight > 0)") from None
-        if len(saved) != len(ids) or len(vectors) != len(ids) or not np.array_equal(saved.astype(str), ids.astype(str)):
-            raise TwoTowerError(f"{path}: the teacher's rows do not match the prepared {split} {table} "
-                                "(rerun `dvc repro teacher`)")
-        out.append(vectors)
+        if len(saved) != len(vectors):
+            raise TwoTowerError(f"{path}: {len(vectors)} vectors for {len(saved)} ids (rerun `dvc repro teacher`)")
+        rows = pd.Series(np.arange(len(saved)), index=saved.to_numpy()).reindex(pd.Index(ids).astype(str))
+        aligned = np.full((len(ids), vectors.shape[1]), np.nan, dtype=np.float16)
+        found = rows.notna().to_numpy()
+        aligned[found] = vectors[rows[found].astype(int).to_numpy()]
+        out.append(aligned)
     return out[0], out[1]
+
+
+def missing_rows(vectors: np.ndarray, rows: np.ndarray) -> int:
+    """How many of `rows` have no teacher vector (NaN from `load_split_vectors`)."""
+    return int(np.isnan(vectors[np.unique(rows), 0]).sum())

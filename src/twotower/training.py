@@ -15,6 +15,7 @@ from twotower.errors import TwoTowerError
 from twotower.index import Split, rank
 from twotower.losses import LossInputs
 from twotower.metrics import evaluate_run
+from twotower.teacher import missing_rows
 
 
 def seed_everything(seed: int) -> None:
@@ -211,6 +212,12 @@ def train(model, train_split: Split, triplets: pd.DataFrame, val_split: Split, p
     rows3 = triplet_rows(triplets, train_split)
     if len(rows3[0]) == 0:
         raise TwoTowerError("no training triplets (does the train split have selected passages?)")
+    if train_split.teacher_queries is not None:
+        missing = (missing_rows(train_split.teacher_queries, rows3[0])
+                   + missing_rows(train_split.teacher_passages, np.concatenate(rows3[1:])))
+        if missing:
+            raise TwoTowerError(f"the teacher has no vectors for {missing} texts of the training triplets "
+                                "(the teacher stage is older than the triplets: run `dvc repro teacher`)")
     model.to(device)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizers = make_optimizers(model, params.lr,

@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
 
 TINY_PARAMS = {
+    "teacher": {"glove_words": 100, "device": "cpu"},
     "tokenize": {"max_vocab": 3000, "max_len_passage": 64},
     "triplets": {"per_query": 8},
     "model": {"hidden_dim": 16},

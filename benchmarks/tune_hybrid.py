@@ -1,0 +1,58 @@
+"""Choose the hybrid fusion on the validation queries, never on test.
+
+Ranks the validation split with the trained model (models/model.pt) and with BM25 (the
+`bm25` params), fuses the two runs with every `hybrid.weight` in 0, 0.1, ..., 1 and with RRF,
+and prints validation MRR@10 and nDCG@10 for each, best first. Put the winner in
+params.yaml's `hybrid` section; the hybrid stage then applies it to the test queries.
+
+    python benchmarks/tune_hybrid.py [--model models/model.pt] [--params params.yaml]
+"""
+
+import argparse
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from twotower.bm25 import bm25_run
+from twotower.fusion import fuse
+from twotower.index import Split, rank
+from twotower.metrics import evaluate_run
+from twotower.model import load_model
+from twotower.params import load_section
+from twotower.prepared import load_split
+from twotower.text import TokenArrays
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--prepared", default="data/prepared")
+    parser.add_argument("--tokens", default="data/tokens")
+    parser.add_argument("--model", default="models/model.pt")
+    parser.add_argument("--split", default="validation")
+    args = parser.parse_args(argv)
+    hybrid, bm25 = load_section("hybrid", args.params), load_section("bm25", args.params)
+
+    tables = load_split(args.prepared, args.split)
+    folder = Path(args.tokens) / args.split
+    split = Split(tables.queries["qid"].to_numpy(), TokenArrays.load(folder, "queries"),
+                  tables.passages["pid"].to_numpy(), TokenArrays.load(folder, "passages"), tables.qrels)
+    model, _ = load_model(args.model)
+    dense = rank(model, split, depth=hybrid.depth, batch_size=512, device="cpu")
+    sparse = bm25_run(tables.queries, tables.passages, bm25)
+    names = ["MRR@10", "nDCG@10"]
+    rows = [("dense alone", evaluate_run(dense, tables.qrels, names)),
+            ("bm25 alone", evaluate_run(sparse, tables.qrels, names)),
+            ("rrf", evaluate_run(fuse(dense, sparse, replace(hybrid, method="rrf")), tables.qrels, names))]
+    for weight in np.round(np.arange(0.1, 1.0, 0.1), 1):
+        fused = fuse(dense, sparse, replace(hybrid, method="weighted", weight=float(weight)))
+        rows.append((f"weighted {weight}", evaluate_run(fused, tables.qrels, names)))
+    print(f"{args.split}: {len(tables.queries)} queries over {len(tables.passages)} passages")
+    print(f"{'fusion':<16} {'MRR@10':>7} {'nDCG@10':>8}")
+    for name, figures in sorted(rows, key=lambda row: -row[1]["MRR@10"]):
+        print(f"{name:<16} {figures['MRR@10']:7.4f} {figures['nDCG@10']:8.4f}")
+
+
+if __name__ == "__main__":
+    main()
