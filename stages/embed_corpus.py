@@ -60,7 +60,7 @@ def main(argv=None):
     passages = TokenArrays.load(Path(args.tokens) / args.split, "passages")
 
     def embed_into(path, shard=0, num_shards=1):
-        return embed_shard(model.encode_passages, model.cfg.embed_dim, passages.ids, passages.lengths,
+        return embed_shard(model.encode_passages, model.output_dim, passages.ids, passages.lengths,
                            params.batch_size, device, path, shard, num_shards)
 
     if not torchrun and args.shard is None:

@@ -81,6 +81,9 @@ def main(argv=None):
     device = distributed.setup(select_device(train_params.device))
     vocab = Path(args.tokens, "vocab.txt").read_text().splitlines()
     embeddings = torch.from_numpy(np.load(Path(args.tokens, "embeddings.npy")))
+    if model_params.output == "teacher" and train_params.distill_weight == 0:
+        raise TwoTowerError("model.output: teacher needs train.distill_weight > 0 (the towers learn the "
+                            "teacher's space from the teacher)")
     teacher = args.teacher if train_params.distill_weight > 0 else None
     train_split = load_tokenized(args.prepared, args.tokens, "train", teacher)
     teacher_dim = (train_split.teacher_queries.shape[1]

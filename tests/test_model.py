@@ -208,3 +208,21 @@ def test_load_model_rejects_a_file_that_is_not_a_checkpoint(tmp_path):
     path.write_text("hello")
     with pytest.raises(TwoTowerError):
         load_model(path)
+
+
+def test_teacher_output_ends_both_towers_in_the_projection_and_survives_a_round_trip(tmp_path):
+    torch.manual_seed(0)
+    cfg = ModelConfig(vocab_size=20, embed_dim=4, hidden_dim=3, teacher_dim=6, output="teacher")
+    model = TwoTower(cfg, torch.randn(20, 4)).eval()
+    ids, lengths = torch.tensor([[2, 3, 4], [5, 6, 0]]), torch.tensor([3, 2])
+    queries, passages = model.encode_queries(ids, lengths), model.encode_passages(ids, lengths)
+    assert model.output_dim == 6 and queries.shape == passages.shape == (2, 6)
+    assert torch.allclose(queries.norm(dim=-1), torch.ones(2))
+    expected = F.normalize(model.to_teacher(model.query_encoder(ids, lengths)), dim=-1)
+    assert torch.allclose(queries, expected)
+    save_model(model, ["<pad>", "<unk>"] + [f"w{i}" for i in range(18)], 8, 8, tmp_path / "m.pt")
+    loaded, _ = load_model(tmp_path / "m.pt")
+    assert torch.allclose(loaded.encode_queries(ids, lengths), queries)
+    assert TwoTower(ModelConfig(vocab_size=20, embed_dim=4)).output_dim == 4
+    with pytest.raises(ValueError, match="teacher_dim"):
+        TwoTower(ModelConfig(vocab_size=20, embed_dim=4, output="teacher"))

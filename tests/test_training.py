@@ -47,9 +47,10 @@ def triplets_for(split, seed=0):
     return pd.DataFrame({"qid": split.qids, "pos_pid": split.pids, "neg_pid": split.pids[negatives]})
 
 
-def fresh_model(dropout=0.1, teacher_dim=0):
+def fresh_model(dropout=0.1, teacher_dim=0, output="student"):
     seed_everything(0)
-    cfg = ModelConfig(vocab_size=VOCAB + 2, embed_dim=DIM, hidden_dim=6, dropout=dropout, teacher_dim=teacher_dim)
+    cfg = ModelConfig(vocab_size=VOCAB + 2, embed_dim=DIM, hidden_dim=6, dropout=dropout, teacher_dim=teacher_dim,
+                      output=output)
     return TwoTower(cfg, torch.randn(VOCAB + 2, DIM))
 
 
@@ -226,8 +227,9 @@ def test_bucketed_batches_cover_every_triplet_once_with_similar_lengths():
 # on the batch shapes), 15 triplets so that no batch is too small to split.
 DDP_PARAMS = replace(PARAMS, batch_size=3)
 # Every loss listed here is checked under torchrun; `distill:X` is infonce on the labels mixed
-# half and half with the teacher loss X, over made-up teacher vectors.
-DDP_LOSSES = ["triplet", "infonce", "distill:kl", "distill:margin_mse", "distill:cosine"]
+# half and half with the teacher loss X, over made-up teacher vectors (`distill:X:teacher`:
+# with the towers ending in the projection to the teacher's space, `model.output: teacher`).
+DDP_LOSSES = ["triplet", "infonce", "distill:kl", "distill:margin_mse", "distill:cosine", "distill:kl+cosine:teacher"]
 TEACHER_DIM = 5
 
 
@@ -244,11 +246,14 @@ def with_teacher(split, seed=7):
 
 def ddp_run(loss: str, device):
     """Train on the tiny split as tests/ddp_worker.py does in each process: (model, figures)."""
-    distill = loss.removeprefix("distill:") if loss.startswith("distill:") else None
-    params = ModelParams(loss="infonce", distill_loss=distill) if distill else ModelParams(loss=loss)
+    distill, _, output = (loss.removeprefix("distill:").partition(":") if loss.startswith("distill:")
+                          else (None, "", ""))
+    params = (ModelParams(loss="infonce", distill_loss=distill, output=output or "student") if distill
+              else ModelParams(loss=loss))
     weight = 0.5 if distill else 0.0
     # As the train stage does: a projection only where a loss uses it (DDP refuses unused weights).
-    model = fresh_model(dropout=0.0, teacher_dim=TEACHER_DIM if needs_projection(params, weight) else 0)
+    model = fresh_model(dropout=0.0, teacher_dim=TEACHER_DIM if needs_projection(params, weight) else 0,
+                        output=params.output)
     split, val, figures = make_split(0, n_queries=15), make_split(1, n_queries=8), []
     if distill:
         split = with_teacher(split)

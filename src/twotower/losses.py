@@ -153,5 +153,6 @@ def build_loss(params, distill_weight: float = 0.0):
 
 
 def needs_projection(params, distill_weight: float) -> bool:
-    """Whether training needs the student -> teacher projection (the `cosine` teacher loss)."""
-    return distill_weight > 0 and "cosine" in params.distill_loss.split("+")
+    """Whether the model needs the student -> teacher projection: for the `cosine` teacher
+    loss, or as its output layer (`model.output: teacher`)."""
+    return params.output == "teacher" or (distill_weight > 0 and "cosine" in params.distill_loss.split("+"))

@@ -32,6 +32,7 @@ class ModelConfig:
     shared_encoder: bool = _DEFAULTS.shared_encoder
     freeze_embeddings: bool = _DEFAULTS.freeze_embeddings
     pooling: str = _DEFAULTS.pooling
+    output: str = _DEFAULTS.output
     teacher_dim: int = 0  # > 0: a learned projection into a teacher's space, for distillation
 
     @classmethod
@@ -137,19 +138,31 @@ class TwoTower(nn.Module):
         self.query_encoder = Encoder(cfg, self.embedding, self.term_weight)
         self.passage_encoder = (self.query_encoder if cfg.shared_encoder
                                 else Encoder(cfg, self.embedding, self.term_weight))
-        # Training-only: maps the towers' vectors into the teacher's space for the `cosine`
-        # teacher loss; search never uses it.
+        # Maps the towers' vectors into the teacher's space: for the `cosine` teacher loss, and
+        # with `output: teacher` as the towers' last layer (search then ranks in that space).
         self.to_teacher = nn.Linear(cfg.embed_dim, cfg.teacher_dim) if cfg.teacher_dim else None
+        if cfg.output == "teacher" and self.to_teacher is None:
+            raise ValueError("output 'teacher' needs teacher_dim > 0")
 
     def forward(self, query_ids, query_lengths, passage_ids, passage_lengths):
         """Both towers in one call, so DistributedDataParallel sees (and syncs) every step."""
         return self.encode_queries(query_ids, query_lengths), self.encode_passages(passage_ids, passage_lengths)
 
+    @property
+    def output_dim(self) -> int:
+        """Dimensions of the vectors the towers return (and an index holds)."""
+        return self.cfg.teacher_dim if self.cfg.output == "teacher" else self.cfg.embed_dim
+
+    def _out(self, vectors):
+        if self.cfg.output == "teacher":
+            return F.normalize(self.to_teacher(vectors), dim=-1)
+        return vectors
+
     def encode_queries(self, ids, lengths):
-        return self.query_encoder(ids, lengths)
+        return self._out(self.query_encoder(ids, lengths))
 
     def encode_passages(self, ids, lengths):
-        return self.passage_encoder(ids, lengths)
+        return self._out(self.passage_encoder(ids, lengths))
 
 
 def cpu_state_dict(model: nn.Module) -> dict:

@@ -27,6 +27,7 @@ FUSIONS = ("rrf", "weighted")
 INDEXES = ("exact", "hnsw", "ivf")
 WORD_VECTORS = ("glove", "teacher")
 DISTILL_LOSSES = ("kl", "margin_mse", "cosine")
+OUTPUTS = ("student", "teacher")
 
 
 def _fail(section, name, value, accepted):
@@ -128,8 +129,10 @@ class ModelParams:
     temperature: float = 0.05
     distill_loss: str = "kl+cosine"
     vector_weight: float = 10.0
+    output: str = "student"
 
     def validate(self):
+        _check_choice("model", "output", self.output, OUTPUTS)
         parts = self.distill_loss.split("+") if isinstance(self.distill_loss, str) else [None]
         if not parts or any(part not in DISTILL_LOSSES for part in parts) or len(set(parts)) < len(parts):
             _fail("model", "distill_loss", self.distill_loss,

@@ -56,9 +56,9 @@ class Searcher:
         if vectors is not None:
             if len(vectors) != len(pids):
                 raise TwoTowerError(f"index has {len(vectors)} vectors but {len(pids)} pids")
-            if vectors.ndim != 2 or vectors.shape[1] != self.model.cfg.embed_dim:
+            if vectors.ndim != 2 or vectors.shape[1] != self.model.output_dim:
                 raise TwoTowerError(f"index vectors have shape {vectors.shape} but the model makes "
-                                    f"{self.model.cfg.embed_dim} dimensions: rerun `dvc repro embed_corpus`")
+                                    f"{self.model.output_dim} dimensions: rerun `dvc repro embed_corpus`")
             pids = np.asarray(pids, dtype=object)
             if isinstance(texts, Mapping):
                 texts = [texts.get(pid) for pid in pids]
@@ -95,6 +95,11 @@ class Searcher:
         """Unit vectors [len(texts), dim]; `embed` runs under torch.no_grad."""
         ids, lengths = self.tokenizer.encode_batch(texts, max_len)
         return embed(encode, ids, lengths, BATCH_SIZE, self.device)
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit vectors [len(texts), dim] of `texts` as passages, tokenizing included: what
+        indexing a collection costs per text."""
+        return self._embed(self.model.encode_passages, list(texts), self.max_len_passage)
 
     def search(self, query: str, top_k: int = 10, documents: Sequence[str] | None = None) -> list[Hit]:
         """The `top_k` best passages for `query`: from `documents` (pid = position in the list,

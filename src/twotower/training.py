@@ -151,7 +151,13 @@ def _teacher_inputs(model, split: Split, q_rows, pos_rows, neg_rows, device) -> 
     return {"teacher_q": rows(split.teacher_queries, q_rows),
             "teacher_pos": distributed.gather_rows(rows(split.teacher_passages, pos_rows)),
             "teacher_neg": distributed.gather_rows(rows(split.teacher_passages, neg_rows)),
-            "to_teacher": getattr(model, "module", model).to_teacher}
+            "to_teacher": _projection(getattr(model, "module", model))}
+
+
+def _projection(model):
+    """Student vectors -> teacher space for the `cosine` loss: the learned projection, or
+    nothing more when the towers already end in it (`output: teacher`)."""
+    return (lambda vectors: vectors) if model.cfg.output == "teacher" else model.to_teacher
 
 
 def _train_epoch(model, split: Split, rows3, batches, loss, updates: Updates, device, desc: str) -> float:
