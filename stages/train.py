@@ -79,8 +79,11 @@ def main(argv=None):
 
     seed_everything(train_params.seed)
     device = distributed.setup(select_device(train_params.device))
-    vocab = Path(args.tokens, "vocab.txt").read_text().splitlines()
-    embeddings = torch.from_numpy(np.load(Path(args.tokens, "embeddings.npy")))
+    try:
+        vocab = Path(args.tokens, "vocab.txt").read_text().splitlines()
+        embeddings = torch.from_numpy(np.load(Path(args.tokens, "embeddings.npy")))
+    except FileNotFoundError as exc:
+        raise TwoTowerError(f"tokens missing: {exc.filename} (run the tokenize stage)") from None
     if model_params.output == "teacher" and train_params.distill_weight == 0:
         raise TwoTowerError("model.output: teacher needs train.distill_weight > 0 (the towers learn the "
                             "teacher's space from the teacher)")

@@ -320,6 +320,9 @@ PARAM_CASES = [
     ("stages.tokenize", "tokenize", "max_len_passage", 0, "an integer >= 1"),
     ("stages.build_triplets", "triplets", "negatives", "semi-hard", "one of random, hard, bm25, mixed"),
     ("stages.train", "model", "rnn_type", "GRUU", "one of GRU, LSTM, RNN"),
+    ("stages.tokenize", "tokenize", "vectors", "word2vec", "one of glove, teacher"),
+    ("stages.teacher", "teacher", "batch_size", 0, "an integer >= 1"),
+    ("stages.teacher", "teacher", "device", "tpu", "one of auto, cpu, cuda, mps"),
 ]
 # The train stage imports torch before it reads params (3-4 s a run), so these run its
 # `main` in this process; the subprocess case above proves the script wiring.
@@ -329,6 +332,10 @@ IN_PROCESS_CASES = [
     ("stages.train", "train", "lr", 0, "a number in (0, inf)"),
     ("stages.train", "train", "batch_size", 0, "an integer >= 1"),
     ("stages.train", "model", "hidden_dim", "128", "an integer"),
+    ("stages.train", "model", "distill_loss", "kl+mse",
+     "one of kl, margin_mse, cosine or several joined by + (kl+cosine)"),
+    ("stages.train", "model", "output", "both", "one of student, teacher"),
+    ("stages.train", "train", "distill_weight", 1.5, "a number in [0, 1]"),
 ]
 
 
@@ -337,6 +344,7 @@ def stage_args(stage: str, tmp_path: Path) -> list[str]:
     absent = str(tmp_path / "absent")
     return {"stages.subsample": ["--out", absent], "stages.tokenize": ["--prepared", absent, "--out", absent],
             "stages.build_triplets": ["--prepared", absent, "--out", absent],
+            "stages.teacher": ["--prepared", absent, "--triplets", absent, "--out", absent, "--metrics", absent],
             "stages.train": ["--prepared", absent, "--tokens", absent, "--triplets", absent,
                              "--model", absent, "--metrics", absent, "--plots", absent]}[stage]
 
@@ -385,3 +393,42 @@ def test_params_file_that_is_not_yaml(tmp_path):
     params.write_text("data: [unclosed\n")
     assert_one_line_error(run_stage("stages.subsample", "--params", str(params),
                                     *stage_args("stages.subsample", tmp_path)), "not valid YAML")
+
+
+@pytest.fixture(scope="module")
+def prepared_and_tokens(good_raw, tmp_path_factory):
+    """Tiny prepared splits and GloVe tokens, as subsample and tokenize write them."""
+    folder = tmp_path_factory.mktemp("teacherless")
+    module, args = subsample_job(good_raw, folder)
+    assert run_stage(module, *args).returncode == 0
+    prepared, tokens = folder / "work" / "prepared", folder / "work" / "tokens"
+    result = run_stage("stages.tokenize", "--params", str(write_params(folder, tokenize={"max_vocab": 500})),
+                       "--prepared", str(prepared), "--teacher", str(folder / "absent"), "--out", str(tokens))
+    assert result.returncode == 0, result.stderr
+    return folder, prepared, tokens
+
+
+def test_teacher_word_vectors_without_the_teacher_stage_say_which_stage_to_run(prepared_and_tokens):
+    folder, prepared, _ = prepared_and_tokens
+    params = write_params(folder / "work", tokenize={"vectors": "teacher", "max_vocab": 500})
+    line = assert_one_line_error(run_stage("stages.tokenize", "--params", str(params), "--prepared", str(prepared),
+                                           "--teacher", str(folder / "absent"), "--out", str(folder / "tokens2")),
+                                 "teacher word vectors missing", "dvc repro teacher")
+    assert str(folder / "absent") in line and not (folder / "tokens2").exists()
+
+
+def test_distillation_without_the_teacher_stage_says_which_stage_to_run(prepared_and_tokens, tmp_path):
+    _, prepared, tokens = prepared_and_tokens
+    params = write_params(tmp_path, train={"distill_weight": 0.5, "device": "cpu"})
+    assert_one_line_error(run_stage("stages.train", "--params", str(params), "--prepared", str(prepared),
+                                    "--tokens", str(tokens), "--triplets", str(tmp_path / "absent"),
+                                    "--teacher", str(tmp_path / "no-teacher"), "--model", str(tmp_path / "m.pt"),
+                                    "--metrics", str(tmp_path / "m.json"), "--plots", str(tmp_path / "plots")),
+                          "teacher vectors missing", "dvc repro teacher")
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_missing_tokens_are_one_line_naming_the_stage(tmp_path):
+    params = write_params(tmp_path, train={"device": "cpu"})
+    assert_one_line_error(run_stage("stages.train", "--params", str(params), *stage_args("stages.train", tmp_path)),
+                          "run the tokenize stage")
