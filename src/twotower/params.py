@@ -249,7 +249,7 @@ class HybridParams:
 
     method: str = "weighted"
     rrf_k: int = 60
-    weight: float = 0.3
+    weight: float = 0.6
     depth: int = 1000
 
     def validate(self):

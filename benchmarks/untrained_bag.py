@@ -1,0 +1,47 @@
+"""Quality of the untrained starting point: the idf-weighted bag of the tokenize stage's word
+vectors (GloVe or the teacher's, whichever data/tokens holds), no RNN, no training.
+
+Builds the model the train stage starts from (projection at zero, term weights at idf) and
+ranks the validation and test splits with it: the row to compare with a static-vector model
+such as Model2Vec, and the floor that training must beat.
+
+    python benchmarks/untrained_bag.py [--tokens data/tokens] [--prepared data/prepared]
+"""
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from twotower.index import Split, rank
+from twotower.metrics import evaluate_run
+from twotower.model import ModelConfig, TwoTower
+from twotower.prepared import load_split
+from twotower.text import TokenArrays
+
+NAMES = ["MRR@10", "nDCG@10", "Recall@100", "P@10"]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tokens", default="data/tokens")
+    parser.add_argument("--prepared", default="data/prepared")
+    args = parser.parse_args()
+    embeddings = torch.from_numpy(np.load(Path(args.tokens, "embeddings.npy")))
+    idf = torch.from_numpy(np.load(Path(args.tokens, "idf.npy")))
+    vocab_size, dim = embeddings.shape
+    for weights, name in ((idf, "idf-weighted"), (torch.ones_like(idf), "plain mean")):
+        model = TwoTower(ModelConfig(vocab_size=vocab_size, embed_dim=dim), embeddings, weights).eval()
+        for split_name, depth in (("validation", 100), ("test", 1000)):
+            tables = load_split(args.prepared, split_name)
+            folder = Path(args.tokens) / split_name
+            split = Split(tables.queries["qid"].to_numpy(), TokenArrays.load(folder, "queries"),
+                          tables.passages["pid"].to_numpy(), TokenArrays.load(folder, "passages"), tables.qrels)
+            figures = evaluate_run(rank(model, split, depth, 512, "cpu"), tables.qrels, NAMES)
+            print(f"{name:<13} {dim}d {split_name:<10} " + "  ".join(f"{k} {v:.3f}" for k, v in figures.items()),
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()
