@@ -11,7 +11,8 @@ Outputs (data/teacher/), every vector float16 and L2-normalised:
   training texts and the `teacher.glove_words` most frequent GloVe words;
   pieces.txt + pieces.npy: the same for each token of the teacher's own vocabulary, and its
   tokenizer.json, so tokenize can compose any other word from its word pieces.
-- manifest.json: the teacher, its dimension, counts and seconds per part.
+- manifest.json: the teacher, its dimension and the rows of each part (the log has the
+  seconds each part took).
 """
 
 import argparse
@@ -95,9 +96,9 @@ def main(argv=None):
         shutil.copyfile(model_dir / "tokenizer.json", out / "tokenizer.json")
         seconds["pieces"], counts["pieces"] = round(time.perf_counter() - start, 1), len(pieces)
 
+        # No timings in the output: it must be the same bytes at every rerun (they go to the log).
         (out / "manifest.json").write_text(json.dumps({
-            "model": params.model, "dim": int(teacher.get_embedding_dimension()),
-            "rows": counts, "seconds": seconds}, indent=2) + "\n")
+            "model": params.model, "dim": int(teacher.get_embedding_dimension()), "rows": counts}, indent=2) + "\n")
     print("teacher seconds: " + ", ".join(f"{k} {v}" for k, v in seconds.items()))
 
 

@@ -112,6 +112,9 @@ def main(argv=None):
         if train_params.ict_epochs:
             if not Path(args.prepared, "ict").is_dir():
                 raise TwoTowerError("train.ict_epochs > 0 needs data.ict_passages > 0 (no ict split)")
+            if load_split(args.prepared, "ict").queries.empty:
+                raise TwoTowerError("train.ict_epochs > 0 but subsample made no inverse-cloze pairs (only "
+                                    "passages of two or more sentences make one): set train.ict_epochs: 0")
             print(f"pretraining on inverse-cloze pairs for {train_params.ict_epochs} epoch(s)")
             train(model, load_tokenized(args.prepared, args.tokens, "ict", teacher),
                   pd.read_parquet(Path(args.triplets, "ict.parquet")), val_split,

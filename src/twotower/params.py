@@ -68,7 +68,7 @@ class DataParams:
     raw_dir: str = "data/raw"
     subsample: float = 1.0
     subsample_test: bool = False
-    ict_passages: int = 0
+    ict_passages: int = 4000
     seed: int = 42
 
     def validate(self):
@@ -83,11 +83,11 @@ class DataParams:
 @dataclass(frozen=True)
 class TokenizeParams:
     min_freq: int = 1
-    max_vocab: int = 500_000
+    max_vocab: int = 200_000
     max_len_query: int = 32
     max_len_passage: int = 128
     seed: int = 42
-    vectors: str = "glove"
+    vectors: str = "teacher"
     dim: int = 256
 
     def validate(self):
@@ -165,13 +165,13 @@ class TrainParams:
     sparse_embeddings: bool = True
     lr_schedule: str = "constant"
     early_stopping: int = 0
-    ict_epochs: int = 0
+    ict_epochs: int = 3
     resume: bool = True
     seed: int = 42
     device: str = "auto"
     val_depth: int = 100
     val_batch_size: int = 512
-    distill_weight: float = 0.0
+    distill_weight: float = 0.5
 
     def validate(self):
         _check_float("train", "distill_weight", self.distill_weight, 0, 1)

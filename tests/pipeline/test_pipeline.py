@@ -98,7 +98,8 @@ def test_forced_rerun_is_bit_identical(project):
     metrics file byte for byte and every output's hash (model, index, runs, plots)."""
     metrics = {p.name: p.read_bytes() for p in sorted((project / "metrics").glob("*.json"))}
     outs = lock_outs(project)
-    assert set(metrics) == {"train.json", "eval.json", "bm25.json", "hybrid.json"}
+    assert set(metrics) == {"teacher.json", "train.json", "eval.json", "bm25.json", "hybrid.json"}
+    assert ("teacher", "data/teacher") in outs
     assert ("train", "models/model.pt") in outs
 
     out = run(["dvc", "repro", "-f"], project)
