@@ -402,7 +402,8 @@ def prepared_and_tokens(good_raw, tmp_path_factory):
     module, args = subsample_job(good_raw, folder)
     assert run_stage(module, *args).returncode == 0
     prepared, tokens = folder / "work" / "prepared", folder / "work" / "tokens"
-    result = run_stage("stages.tokenize", "--params", str(write_params(folder, tokenize={"max_vocab": 500})),
+    params = write_params(folder, tokenize={"max_vocab": 500, "vectors": "glove"})
+    result = run_stage("stages.tokenize", "--params", str(params),
                        "--prepared", str(prepared), "--teacher", str(folder / "absent"), "--out", str(tokens))
     assert result.returncode == 0, result.stderr
     return folder, prepared, tokens
