@@ -10,18 +10,17 @@ params.yaml's `hybrid` section; the hybrid stage then applies it to the test que
 
 import argparse
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 
 from twotower.bm25 import bm25_run
 from twotower.fusion import fuse
-from twotower.index import Split, rank
+from twotower.index import rank
 from twotower.metrics import evaluate_run
 from twotower.model import load_model
 from twotower.params import load_section
 from twotower.prepared import load_split
-from twotower.text import TokenArrays
+from twotower.tokenized import load_tokenized
 
 
 def main(argv=None):
@@ -35,9 +34,7 @@ def main(argv=None):
     hybrid, bm25 = load_section("hybrid", args.params), load_section("bm25", args.params)
 
     tables = load_split(args.prepared, args.split)
-    folder = Path(args.tokens) / args.split
-    split = Split(tables.queries["qid"].to_numpy(), TokenArrays.load(folder, "queries"),
-                  tables.passages["pid"].to_numpy(), TokenArrays.load(folder, "passages"), tables.qrels)
+    split = load_tokenized(args.prepared, args.tokens, args.split)
     model, _ = load_model(args.model)
     dense = rank(model, split, depth=hybrid.depth, batch_size=512, device="cpu")
     sparse = bm25_run(tables.queries, tables.passages, bm25)

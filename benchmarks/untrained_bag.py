@@ -14,11 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from twotower.index import Split, rank
+from twotower.index import rank
 from twotower.metrics import evaluate_run
 from twotower.model import ModelConfig, TwoTower
-from twotower.prepared import load_split
-from twotower.text import TokenArrays
+from twotower.tokenized import load_tokenized
 
 NAMES = ["MRR@10", "nDCG@10", "Recall@100", "P@10"]
 
@@ -34,11 +33,8 @@ def main():
     for weights, name in ((idf, "idf-weighted"), (torch.ones_like(idf), "plain mean")):
         model = TwoTower(ModelConfig(vocab_size=vocab_size, embed_dim=dim), embeddings, weights).eval()
         for split_name, depth in (("validation", 100), ("test", 1000)):
-            tables = load_split(args.prepared, split_name)
-            folder = Path(args.tokens) / split_name
-            split = Split(tables.queries["qid"].to_numpy(), TokenArrays.load(folder, "queries"),
-                          tables.passages["pid"].to_numpy(), TokenArrays.load(folder, "passages"), tables.qrels)
-            figures = evaluate_run(rank(model, split, depth, 512, "cpu"), tables.qrels, NAMES)
+            split = load_tokenized(args.prepared, args.tokens, split_name)
+            figures = evaluate_run(rank(model, split, depth, 512, "cpu"), split.qrels, NAMES)
             print(f"{name:<13} {dim}d {split_name:<10} " + "  ".join(f"{k} {v:.3f}" for k, v in figures.items()),
                   flush=True)
 

@@ -30,24 +30,11 @@ from twotower import distributed
 from twotower.devices import select_device
 from twotower.errors import TwoTowerError, exit_on_error
 from twotower.files import atomic_path, write_json
-from twotower.index import Split
 from twotower.losses import build_loss, needs_projection
 from twotower.model import ModelConfig, TwoTower, save_model
 from twotower.params import load_section
-from twotower.prepared import load_split
-from twotower.teacher import load_split_vectors
-from twotower.text import TokenArrays
+from twotower.tokenized import load_tokenized
 from twotower.training import seed_everything, train
-
-
-def load_tokenized(prepared, tokens, split, teacher=None) -> Split:
-    """A split's token arrays; with `teacher` (the teacher stage's folder), its vectors too."""
-    tables = load_split(prepared, split)
-    folder = Path(tokens) / split
-    qids, pids = tables.queries["qid"].to_numpy(), tables.passages["pid"].to_numpy()
-    vectors = load_split_vectors(teacher, split, qids, pids) if teacher else (None, None)
-    return Split(qids, TokenArrays.load(folder, "queries"), pids, TokenArrays.load(folder, "passages"),
-                 tables.qrels, *vectors, labelled=split != "ict")
 
 
 def inputs_fingerprint(param_sections, files) -> str:
@@ -112,11 +99,12 @@ def main(argv=None):
         if train_params.ict_epochs:
             if not Path(args.prepared, "ict").is_dir():
                 raise TwoTowerError("train.ict_epochs > 0 needs data.ict_passages > 0 (no ict split)")
-            if load_split(args.prepared, "ict").queries.empty:
+            ict = load_tokenized(args.prepared, args.tokens, "ict", teacher)
+            if len(ict.qids) == 0:
                 raise TwoTowerError("train.ict_epochs > 0 but subsample made no inverse-cloze pairs (only "
                                     "passages of two or more sentences make one): set train.ict_epochs: 0")
             print(f"pretraining on inverse-cloze pairs for {train_params.ict_epochs} epoch(s)")
-            train(model, load_tokenized(args.prepared, args.tokens, "ict", teacher),
+            train(model, ict,
                   pd.read_parquet(Path(args.triplets, "ict.parquet")), val_split,
                   replace(train_params, epochs=train_params.ict_epochs, early_stopping=0), loss, device,
                   on_epoch=on_epoch, checkpoint=checkpoints / "ict.pt", fingerprint=fingerprint)
