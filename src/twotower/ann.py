@@ -89,14 +89,16 @@ def save_index(index: faiss.Index, path) -> None:
         faiss.write_index(index, str(tmp))
 
 
-def load_index(path, kind: str | None = None, size: int | None = None) -> faiss.Index:
+def load_index(path, kind: str | None = None, size: int | None = None, mmap: bool = False) -> faiss.Index:
     """Read an index written by `save_index`; with `kind` / `size`, fail unless it is of
-    that kind / holds that many vectors (a stale index must not pass for the current one)."""
+    that kind / holds that many vectors (a stale index must not pass for the current one).
+    `mmap` maps the file read-only instead of reading it: a server's memory then holds only
+    the pages its searches touch, shared with the page cache."""
     path = Path(path)
     if not path.is_file():
         raise TwoTowerError(f"faiss index not found: {path} (run the embed_corpus stage)")
     try:
-        index = faiss.read_index(str(path))
+        index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mmap else 0)
     except RuntimeError:
         raise TwoTowerError(f"{path}: not a readable faiss index") from None
     if kind is not None and index_kind(index) != kind:

@@ -29,19 +29,20 @@ class Split:
 
 
 def embed(encode, ids: np.ndarray, lengths: np.ndarray, batch_size: int, device,
-          desc: str = "embedding") -> np.ndarray:
+          desc: str = "embedding", show_progress: bool = True) -> np.ndarray:
     """Run `encode(ids, lengths)` over all rows; returns float32 [n, dim] in input order.
 
     Rows are processed sorted by length so each batch is trimmed to its own longest
     sequence, which saves most of the padding work on skewed MS MARCO lengths.
     """
-    whole = list(embed_windows(encode, ids, lengths, batch_size, device, max(len(lengths), 1), desc))
+    whole = list(embed_windows(encode, ids, lengths, batch_size, device, max(len(lengths), 1), desc,
+                               show_progress))
     return whole[0] if whole else np.empty((0, 0), dtype=np.float32)
 
 
 @torch.no_grad()
 def embed_windows(encode, ids: np.ndarray, lengths: np.ndarray, batch_size: int, device, window: int,
-                  desc: str = "embedding"):
+                  desc: str = "embedding", show_progress: bool = True):
     """Yield float32 [rows, dim] vectors of consecutive windows of `window` rows, in order.
 
     As in `embed`, but rows are sorted by length only within their window and no batch spans
@@ -53,7 +54,7 @@ def embed_windows(encode, ids: np.ndarray, lengths: np.ndarray, batch_size: int,
     n = len(lengths)
     starts = range(0, n, window)
     total = sum(-(-min(window, n - start) // batch_size) for start in starts)
-    with tqdm(total=total, desc=desc, unit="batch", disable=total <= 1) as progress:
+    with tqdm(total=total, desc=desc, unit="batch", disable=not show_progress or total <= 1) as progress:
         for start in starts:
             window_lengths = np.asarray(lengths[start: start + window])
             order = np.argsort(-window_lengths, kind="stable")
