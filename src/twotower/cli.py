@@ -1,8 +1,12 @@
-"""The `twotower` command: check params and data before a run, search the embedded corpus after.
+"""The `twotower` command: check params and data before a run, search the embedded corpus after,
+index your own collection and search it from the shell, over HTTP or in a browser.
 
     twotower validate [--params params.yaml] [--data data/raw]
     twotower search "what is a flea life cycle" -k 5
     twotower search --interactive
+    twotower index passages.parquet [more.jsonl ...] --out my-index [--index exact|hnsw|ivf]
+    twotower search --index my-index --mode hybrid "what is a flea life cycle"
+    twotower serve --index my-index [--host 127.0.0.1] [--port 8000]
 """
 
 import argparse
@@ -37,9 +41,14 @@ def run_search(args) -> None:
         raise TwoTowerError(f"-k must be at least 1, got {args.k}")
     from twotower.search import Searcher  # torch: only the search command pays its import time
 
-    searcher = Searcher.from_pipeline(args.root, args.device)
+    if args.index is not None:
+        searcher = Searcher.from_index(args.index, args.model, args.device)
+    else:
+        if args.mode != "dense":
+            raise TwoTowerError(f"--mode {args.mode} needs --index DIR (the pipeline's corpus is dense only)")
+        searcher = Searcher.from_pipeline(args.root, args.device)
     if args.query is not None:
-        print_hits(searcher.search(args.query, args.k))
+        print_hits(searcher.search(args.query, args.k, mode=args.mode))
     if args.interactive:
         while True:
             try:
@@ -49,7 +58,56 @@ def run_search(args) -> None:
                 break
             if query.strip() in ("", "quit", "exit"):
                 break
-            print_hits(searcher.search(query, args.k))
+            print_hits(searcher.search(query, args.k, mode=args.mode))
+
+
+def index_params(path, explicit: bool):
+    """(eval, bm25, hybrid) params from the params file, so an index searches as the pipeline
+    evaluates; the defaults where there is no file and none was asked for."""
+    from twotower.params import Bm25Params, EvalParams, HybridParams, load_section
+
+    if not Path(path).is_file():
+        if explicit:
+            raise TwoTowerError(f"params file not found: {path}")
+        return EvalParams(), Bm25Params(), HybridParams()
+    return load_section("eval", path), load_section("bm25", path), load_section("hybrid", path)
+
+
+def run_index(args) -> None:
+    from twotower.collection import open_source
+    from twotower.indexer import build_index_folder
+    from twotower.params import INDEXES
+
+    if args.part_rows < 1:
+        raise TwoTowerError(f"--part-rows must be at least 1, got {args.part_rows}")
+    eval_params, bm25_params, hybrid_params = index_params(args.params, args.params_given)
+    kind = args.index or eval_params.index
+    if kind not in INDEXES:
+        raise TwoTowerError(f"--index {kind!r} is not one of {', '.join(INDEXES)}")
+    sources = [open_source(path, args.format, args.id_column, args.text_column) for path in args.collections]
+    from twotower.search import Searcher
+
+    searcher = Searcher.from_model(args.model, args.device)
+    manifest = build_index_folder(sources, args.out, searcher, args.model, kind=kind, eval_params=eval_params,
+                                  bm25_params=bm25_params, hybrid_params=hybrid_params,
+                                  part_rows=args.part_rows, force=args.force, show_progress=not args.quiet)
+    skipped = ", ".join(f"{n} {why.replace('_', ' ')}" for why, n in manifest["skipped"].items() if n)
+    seconds = manifest["seconds"]
+    print(f"indexed {manifest['passages']} passages of {manifest['rows_read']} rows "
+          f"({'skipped: ' + skipped if skipped else 'none skipped'}) into {args.out}: "
+          f"embedding {seconds['embed']} s, {kind} index {seconds['dense_index']} s, "
+          f"BM25 {seconds['bm25_index']} s")
+
+
+def run_serve(args) -> None:
+    from twotower.search import Searcher
+    from twotower.server import serve
+
+    if not 0 <= args.port <= 65535:
+        raise TwoTowerError(f"--port must be between 0 and 65535, got {args.port}")
+    searcher = Searcher.from_index(args.index, args.model, args.device)
+    print(f"serving {searcher.size} passages from {args.index} at http://{args.host}:{args.port}/", flush=True)
+    serve(searcher, args.host, args.port, args.log_level)
 
 
 def run_validate(args) -> None:
@@ -103,7 +161,52 @@ def main(argv=None):
     search.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     search.add_argument("-i", "--interactive", action="store_true",
                         help="keep asking for queries until EOF, an empty line or `quit`")
+    search.add_argument("--index", default=None, help="an index folder from `twotower index` "
+                                                      "(default: the pipeline's embedded test passages)")
+    search.add_argument("--mode", default="dense", choices=["dense", "bm25", "hybrid"],
+                        help="dense (the towers), bm25, or hybrid (both fused); the last two need --index")
+    search.add_argument("--model", default=None,
+                        help="with --index: the model file, if it moved since the index was built")
     search.set_defaults(handler=run_search)
+
+    index = commands.add_parser(
+        "index", help="embed your own collection into an index folder (dense + BM25)",
+        description="Read one or more collections (parquet, jsonl or tsv; an id and a text column) "
+                    "in batches and write an index folder: passage vectors, ids and texts, a faiss "
+                    "index and a BM25 index, and a manifest naming the model. Rows without an id or "
+                    "text, and rows repeating an earlier id, are skipped and counted. An interrupted "
+                    "run resumes from DIR.partial when rerun with the same arguments.")
+    index.add_argument("collections", nargs="+", metavar="COLLECTION", help="parquet, jsonl or tsv file(s)")
+    index.add_argument("--out", required=True, help="the index folder to write")
+    index.add_argument("--model", default="models/model.pt", help="trained model (models/model.pt)")
+    index.add_argument("--index", default=None, help="faiss index: exact, hnsw or ivf (default: eval.index)")
+    index.add_argument("--format", default=None, choices=["parquet", "jsonl", "tsv"],
+                       help="collection format (default: from the file suffix)")
+    index.add_argument("--id-column", default=None,
+                       help="id column (default: the first of pid, id, passage_id, docid, doc_id, _id)")
+    index.add_argument("--text-column", default=None,
+                       help="text column (default: the first of text, passage_text, passage, contents, "
+                            "content, body)")
+    index.add_argument("--params", default=None,
+                       help="params file for the eval, bm25 and hybrid settings (params.yaml if present)")
+    index.add_argument("--part-rows", type=int, default=65536,
+                       help="rows embedded and saved at a time: what a resumed run can skip (65536)")
+    index.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    index.add_argument("--force", action="store_true", help="replace an index already in --out")
+    index.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    index.set_defaults(handler=run_index)
+
+    serve = commands.add_parser(
+        "serve", help="search an index folder over HTTP and in a web page",
+        description="Serve GET /search?q=...&k=10&mode=dense|bm25|hybrid (JSON), GET /health, and a "
+                    "search page at / showing the three modes side by side.")
+    serve.add_argument("--index", required=True, help="an index folder from `twotower index`")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=int, default=8000, help="port (8000)")
+    serve.add_argument("--model", default=None, help="the model file, if it moved since the index was built")
+    serve.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    serve.set_defaults(handler=run_serve)
 
     validate = commands.add_parser(
         "validate", help="check params and raw data in seconds, before a long run",
@@ -115,6 +218,9 @@ def main(argv=None):
     validate.set_defaults(handler=run_validate)
 
     args = parser.parse_args(argv)
+    if args.command == "index":
+        args.params_given = args.params is not None
+        args.params = args.params or "params.yaml"
     args.handler(args)
 
 

@@ -1,7 +1,10 @@
-"""Ad hoc retrieval with a trained model: rank the embedded corpus, or a list of texts, for a query.
+"""Ad hoc retrieval with a trained model: rank the embedded corpus, an index folder, or a list
+of texts, for a query.
 
 `Searcher.from_pipeline()` needs only the pipeline's products (model, passage index, passage
 texts), so it works in any checkout after `dvc repro` or `dvc pull`, without params.yaml.
+`Searcher.from_index(DIR)` opens a folder `twotower index` built from any collection; it
+adds BM25 and hybrid (the two fused as `twotower.fusion` fuses runs) to dense search.
 """
 
 import numbers
@@ -13,18 +16,22 @@ import numpy as np
 import pandas as pd
 import torch
 
+from twotower import ann, bm25_index, index_folder
 from twotower.devices import select_device
 from twotower.errors import TwoTowerError
+from twotower.fusion import fuse
 from twotower.index import embed
 from twotower.index import top_k as nearest  # `top_k` is search()'s argument name
 from twotower.model import load_model
-from twotower.text import Tokenizer
+from twotower.params import Bm25Params, HybridParams
+from twotower.text import Tokenizer, words
 
 MODEL = Path("models/model.pt")
 EMBEDDINGS = Path("data/index/embeddings.npy")
 PIDS = Path("data/index/pids.parquet")
 PASSAGES = Path("data/prepared/test/passages.parquet")
 BATCH_SIZE = 256
+MODES = ("dense", "bm25", "hybrid")
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,17 @@ class Searcher:
             if texts is not None and len(texts) != len(pids):
                 raise TwoTowerError(f"{len(texts)} texts for {len(pids)} pids")
         self.passage_vectors, self.pids, self.texts = vectors, pids, texts
+        self.faiss_index = self.store = self.bm25 = self.manifest = None
+        self.bm25_params, self.hybrid_params = Bm25Params(), HybridParams()
+
+    @property
+    def size(self) -> int:
+        """Passages searched when no `documents=` are given."""
+        return len(self.pids) if self.pids is not None else 0
+
+    @property
+    def modes(self) -> tuple[str, ...]:
+        return MODES if self.bm25 is not None else MODES[:1]
 
     @classmethod
     def from_model(cls, path, device="auto") -> "Searcher":
@@ -73,6 +91,29 @@ class Searcher:
         model, ckpt = load_model(path, device)
         return cls(model, Tokenizer(ckpt["vocab"]), ckpt["max_len_query"], ckpt["max_len_passage"],
                    device=device)
+
+    @classmethod
+    def from_index(cls, folder, model=None, device="auto") -> "Searcher":
+        """The index folder `twotower index` wrote, searched with the model that built it
+        (`model` names where that file is now, if it moved; a different model is an error)."""
+        manifest = index_folder.read_manifest(folder)
+        folder = Path(folder)
+        searcher = cls.from_model(index_folder.resolve_model(folder, manifest, model), device)
+        store = index_folder.PassageStore(folder / index_folder.PASSAGES)
+        if len(store) != manifest["passages"]:
+            raise TwoTowerError(f"{folder}: {index_folder.PASSAGES} has {len(store)} rows but the "
+                                f"manifest says {manifest['passages']}: rebuild the index")
+        dense = ann.load_index(folder / index_folder.DENSE, manifest["dense"]["kind"], len(store), mmap=True)
+        if dense.d != searcher.model.output_dim:
+            raise TwoTowerError(f"{folder}: vectors of {dense.d} dimensions, the model makes "
+                                f"{searcher.model.output_dim}: rebuild the index")
+        searcher.faiss_index, searcher.store = dense, store
+        searcher.pids = store.ids
+        searcher.bm25_params = Bm25Params(**manifest["bm25"])
+        searcher.bm25 = bm25_index.load(folder / index_folder.BM25, len(store))
+        searcher.hybrid_params = HybridParams(**manifest["hybrid"])
+        searcher.manifest = manifest
+        return searcher
 
     @classmethod
     def from_pipeline(cls, root=".", device="auto") -> "Searcher":
@@ -91,23 +132,35 @@ class Searcher:
         searcher._set_index(vectors, pids, dict(zip(passages["pid"].astype(str), passages["text"])))
         return searcher
 
-    def _embed(self, encode, texts: list[str], max_len: int) -> np.ndarray:
+    def _embed(self, encode, texts: list[str], max_len: int, show_progress: bool = True) -> np.ndarray:
         """Unit vectors [len(texts), dim]; `embed` runs under torch.no_grad."""
         ids, lengths = self.tokenizer.encode_batch(texts, max_len)
-        return embed(encode, ids, lengths, BATCH_SIZE, self.device)
+        return embed(encode, ids, lengths, BATCH_SIZE, self.device, show_progress=show_progress)
 
-    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+    def embed_passages(self, texts: Sequence[str], show_progress: bool = True) -> np.ndarray:
         """Unit vectors [len(texts), dim] of `texts` as passages, tokenizing included: what
         indexing a collection costs per text."""
-        return self._embed(self.model.encode_passages, list(texts), self.max_len_passage)
+        return self._embed(self.model.encode_passages, list(texts), self.max_len_passage, show_progress)
 
-    def search(self, query: str, top_k: int = 10, documents: Sequence[str] | None = None) -> list[Hit]:
+    def truncate(self, query: str) -> str:
+        """The words of `query` the query tower reads (its first max_len_query): what every
+        mode searches for, so a 100 KB query costs what a 32-word one does."""
+        return " ".join(words(query)[: self.max_len_query])
+
+    def search(self, query: str, top_k: int = 10, documents: Sequence[str] | None = None,
+               mode: str = "dense") -> list[Hit]:
         """The `top_k` best passages for `query`: from `documents` (pid = position in the list,
-        as str) when given, else from the index."""
+        as str) when given, else from the index. `mode` bm25 and hybrid need `from_index`."""
         if not isinstance(query, str) or not query.strip():
             raise TwoTowerError("query is empty")
         if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 1:
             raise TwoTowerError(f"top_k must be a positive integer, got {top_k!r}")
+        if mode not in MODES:
+            raise TwoTowerError(f"mode {mode!r} is not one of {', '.join(MODES)}")
+        if mode != "dense" and (documents is not None or self.bm25 is None):
+            raise TwoTowerError(f"mode {mode} needs an index folder: use Searcher.from_index(DIR)")
+        if self.store is not None and documents is None:
+            return self._search_index(query, int(top_k), mode)
         if documents is not None:
             texts = list(documents)
             pids = [str(i) for i in range(len(texts))]
@@ -129,6 +182,33 @@ class Searcher:
         a = self._embed(self.model.encode_queries, [text_a], self.max_len_query)[0]
         b = self._embed(self.model.encode_passages, [text_b], self.max_len_passage)[0]
         return float(np.clip(a @ b, -1.0, 1.0))
+
+
+    def _search_index(self, query: str, k: int, mode: str) -> list[Hit]:
+        query = self.truncate(query) or query
+        if mode == "bm25":
+            scores, rows = bm25_index.top_rows(self.bm25, query, self.bm25_params, k)
+        else:
+            depth = k if mode == "dense" else max(k, self.hybrid_params.depth)
+            query_vector = self._embed(self.model.encode_queries, [query], self.max_len_query, False)
+            scores, rows = ann.search(self.faiss_index, query_vector, depth)
+            found = rows[0] >= 0
+            order = np.lexsort((rows[0][found], -scores[0][found]))  # ties by lower row, as top_k does
+            scores, rows = scores[0][found][order], rows[0][found][order]
+            if mode == "hybrid":
+                scores, rows = self._fuse(query, scores, rows, k)
+        return [Hit(rank=rank, pid=str(self.pids[row]), score=float(score), text=text)
+                for rank, (score, row, text) in enumerate(zip(scores, rows, self.store.texts(rows)), start=1)]
+
+    def _fuse(self, query: str, dense_scores, dense_rows, k: int):
+        """Dense and BM25 runs to hybrid_params.depth, fused as the evaluate stage fuses them."""
+        bm25_scores, bm25_rows = bm25_index.top_rows(self.bm25, query, self.bm25_params, len(dense_rows))
+        runs = [pd.DataFrame({"qid": "q", "pid": self.pids[rows], "score": scores.astype(np.float64)})
+                for scores, rows in ((dense_scores, dense_rows), (bm25_scores, bm25_rows))]
+        fused = fuse(*runs, self.hybrid_params).head(k)
+        row_of = dict(zip(self.pids[np.concatenate([dense_rows, bm25_rows])],
+                          np.concatenate([dense_rows, bm25_rows])))
+        return fused["score"].to_numpy(), np.array([row_of[pid] for pid in fused["pid"]], dtype=np.int64)
 
 
 def _text(value) -> str | None:

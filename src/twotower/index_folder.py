@@ -1,0 +1,119 @@
+"""The folder `twotower index` writes, and what reading it back checks.
+
+    manifest.json     written last: a folder without it is not an index
+    vectors.npy       float32 [n, dim] unit passage vectors, row i = passage i
+    passages.parquet  id, text in row order, in row groups of TEXT_GROUP_ROWS
+    dense.faiss       the faiss index of vectors.npy (exact, hnsw or ivf)
+    bm25/             bm25s' saved index over the same rows
+
+The manifest names the model file and its sha256: vectors from one model are meaningless
+to another, so opening an index with a different model is an error naming both.
+"""
+
+import hashlib
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from twotower.errors import TwoTowerError
+from twotower.files import read_json
+
+FORMAT = 1
+MANIFEST = "manifest.json"
+VECTORS = "vectors.npy"
+PASSAGES = "passages.parquet"
+DENSE = "dense.faiss"
+BM25 = "bm25"
+TEXT_GROUP_ROWS = 4096
+
+
+def partial_path(out) -> Path:
+    """Where a build works until it is finished and renamed onto `out`."""
+    out = Path(out)
+    return out.with_name(out.name + ".partial")
+
+
+def file_sha256(path, block: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while chunk := file.read(block):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_manifest(folder) -> dict:
+    """The manifest of a finished index; one line naming what is wrong otherwise."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        hint = (f" (a build was interrupted: rerun `twotower index ... --out {folder}` to finish it)"
+                if partial_path(folder).is_dir() else " (build one with `twotower index COLLECTION --out DIR`)")
+        raise TwoTowerError(f"index folder not found: {folder}{hint}")
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise TwoTowerError(f"{folder} is not a twotower index: it has no {MANIFEST}")
+    try:
+        manifest = read_json(path)
+    except ValueError:
+        raise TwoTowerError(f"{path} is not valid JSON") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise TwoTowerError(f"{path}: not a twotower index manifest of format {FORMAT}")
+    return manifest
+
+
+def resolve_model(folder, manifest: dict, model=None) -> Path:
+    """The model file to search `folder` with: `model` if given, else the one that built it.
+    Either way its sha256 must be the manifest's, or the vectors would not be its own."""
+    built_with = manifest["model"]
+    path = Path(model if model is not None else built_with["path"])
+    if not path.is_file():
+        raise TwoTowerError(f"model not found: {path} (the index {folder} was built with "
+                            f"{built_with['path']}; pass --model to name where it is now)")
+    digest = file_sha256(path)
+    if digest != built_with["sha256"]:
+        raise TwoTowerError(f"the index {folder} was built with model {built_with['path']} "
+                            f"(sha256 {built_with['sha256'][:12]}), but {path} is a different model "
+                            f"(sha256 {digest[:12]}): rebuild the index with `twotower index` using {path}")
+    return path
+
+
+class PassageStore:
+    """Ids of every row in memory, texts read from parquet a row group at a time, on demand.
+
+    A million texts would be ~400 MB of Python strings; a search shows ten. The last
+    `cache_groups` row groups read are kept, and reads are serialised, since a ParquetFile
+    is not safe to share between a server's threads.
+    """
+
+    def __init__(self, path, cache_groups: int = 64):
+        self.path = Path(path)
+        try:
+            self._file = pq.ParquetFile(self.path)
+            self.ids = self._file.read(columns=["id"]).column("id").to_numpy(zero_copy_only=False).astype(object)
+        except Exception as exc:  # pyarrow raises several types for a missing or broken file
+            raise TwoTowerError(f"cannot read {self.path} ({type(exc).__name__})") from None
+        meta = self._file.metadata
+        self._group_starts = np.cumsum([0] + [meta.row_group(g).num_rows for g in range(meta.num_row_groups)])
+        self._cache: OrderedDict[int, list] = OrderedDict()
+        self._cache_groups = cache_groups
+        self._lock = threading.Lock()
+
+    def __len__(self):
+        return len(self.ids)
+
+    def texts(self, rows) -> list[str]:
+        groups = np.searchsorted(self._group_starts, rows, side="right") - 1
+        with self._lock:
+            return [self._group(int(g))[int(row - self._group_starts[g])] for row, g in zip(rows, groups)]
+
+    def _group(self, group: int) -> list:
+        if group in self._cache:
+            self._cache.move_to_end(group)
+            return self._cache[group]
+        texts = self._file.read_row_group(group, columns=["text"]).column("text").to_pylist()
+        self._cache[group] = texts
+        if len(self._cache) > self._cache_groups:
+            self._cache.popitem(last=False)
+        return texts

@@ -1,0 +1,188 @@
+"""Build an index folder (`twotower.index_folder`) from collection files, resumably.
+
+The build works in `DIR.partial` and renames it onto DIR only when the manifest is written,
+so a killed run never leaves a folder that looks complete. Passages are embedded in parts
+of `part_rows` rows, each saved (vectors, ids and texts, then a json of its row counts that
+marks it done) before the next is read; a rerun with the same collections, model and part
+size skips the parts already done, and one with anything else starts clean. Memory holds
+one part plus the ids seen so far (to skip repeats); the final vectors are written part by
+part and indexed from a memory map.
+"""
+
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm.auto import tqdm
+
+from twotower import ann, bm25_index
+from twotower.collection import RowCounts, Source, clean_batch, read_batches
+from twotower.errors import TwoTowerError
+from twotower.files import atomic_path, npy_writer, save_npy, write_json, write_parquet
+from twotower.index_folder import (BM25, DENSE, FORMAT, MANIFEST, PASSAGES, TEXT_GROUP_ROWS, VECTORS,
+                                   file_sha256, partial_path)
+
+PART_ROWS = 65536
+STATE = "state.json"
+PARTS = "parts"
+PASSAGE_SCHEMA = pa.schema([("id", pa.string()), ("text", pa.string())])
+
+
+def build_index_folder(sources: list[Source], out, searcher, model_path, *, kind: str, eval_params,
+                       bm25_params, hybrid_params, part_rows: int = PART_ROWS, force: bool = False,
+                       show_progress: bool = True, log=print) -> dict:
+    """Index every passage of `sources` with `searcher`'s model (loaded from `model_path`) into
+    `out`; returns the manifest. `eval_params` gives the faiss settings (hnsw_m, ivf_nlist, ...),
+    `bm25_params` the BM25 index's, `hybrid_params` what hybrid search fuses with."""
+    out = Path(out)
+    _check_out(out, force)
+    started = time.perf_counter()
+    state = {"format": FORMAT, "model_sha256": file_sha256(model_path), "part_rows": part_rows,
+             "collections": [source.fingerprint for source in sources]}
+    work = _work_folder(out, state, log)
+
+    counts, per_source = _embed_parts(sources, work / PARTS, searcher, part_rows, show_progress)
+    if counts.kept == 0:
+        raise TwoTowerError(f"no passages to index: all {counts.read} rows were skipped ({_skipped(counts)})")
+    embedded = time.perf_counter()
+
+    parts = sorted((work / PARTS).glob("*.json"))
+    dim = searcher.model.output_dim
+    _join_vectors(parts, work / VECTORS, counts.kept, dim)
+    _join_passages(parts, work / PASSAGES)
+    vectors = np.load(work / VECTORS, mmap_mode="r")
+    if show_progress:
+        log(f"building the {kind} faiss index of {len(vectors)} vectors")
+    dense = ann.build_index(vectors, kind, hnsw_m=eval_params.hnsw_m,
+                            hnsw_ef_construction=eval_params.hnsw_ef_construction,
+                            hnsw_ef_search=eval_params.hnsw_ef_search, ivf_nlist=eval_params.ivf_nlist,
+                            ivf_nprobe=eval_params.ivf_nprobe)
+    ann.save_index(dense, work / DENSE)
+    del dense, vectors
+    dense_done = time.perf_counter()
+
+    texts = (pd.read_parquet(part.with_suffix(".parquet"), columns=["text"])["text"].tolist() for part in parts)
+    bm25_index.save(bm25_index.build(texts, bm25_params, counts.kept, show_progress), work / BM25)
+    finished = time.perf_counter()
+
+    ckpt_info = {"path": str(Path(model_path).resolve()), "sha256": state["model_sha256"],
+                 "output_dim": dim, "max_len_query": searcher.max_len_query,
+                 "max_len_passage": searcher.max_len_passage}
+    manifest = {
+        "format": FORMAT,
+        "model": ckpt_info,
+        "collections": [{**source.fingerprint, **asdict(c)} for source, c in zip(sources, per_source)],
+        "passages": counts.kept,
+        "rows_read": counts.read,
+        "skipped": counts.skipped,
+        "dense": {"kind": kind, "hnsw_m": eval_params.hnsw_m,
+                  "hnsw_ef_construction": eval_params.hnsw_ef_construction,
+                  "hnsw_ef_search": eval_params.hnsw_ef_search,
+                  "ivf_nlist": eval_params.ivf_nlist, "ivf_nprobe": eval_params.ivf_nprobe},
+        "bm25": asdict(bm25_params),
+        "hybrid": asdict(hybrid_params),
+        "seconds": {"embed": round(embedded - started, 1), "dense_index": round(dense_done - embedded, 1),
+                    "bm25_index": round(finished - dense_done, 1)},
+    }
+    write_json(manifest, work / MANIFEST)
+    shutil.rmtree(work / PARTS)
+    (work / STATE).unlink()
+    _replace(work, out)
+    return manifest
+
+
+def _check_out(out: Path, force: bool) -> None:
+    if out.is_file() or out.is_symlink():
+        raise TwoTowerError(f"--out {out} is a file, not a folder")
+    if out.is_dir() and (out / MANIFEST).is_file():
+        if not force:
+            raise TwoTowerError(f"{out} already holds an index: pass --force to rebuild it")
+    elif out.is_dir() and any(out.iterdir()):
+        raise TwoTowerError(f"{out} exists and is not a twotower index: choose another --out")
+
+
+def _work_folder(out: Path, state: dict, log) -> Path:
+    """`out`'s partial folder: kept if a killed run left it for the same inputs, else new."""
+    work = partial_path(out)
+    if work.is_dir():
+        try:
+            previous = json.loads((work / STATE).read_text())
+        except (OSError, ValueError):
+            previous = None
+        if previous == state:
+            done = len(list((work / PARTS).glob("*.json")))
+            log(f"resuming the build in {work}: {done} part(s) of {state['part_rows']} rows already done")
+            return work
+        log(f"starting clean: {work} was left by a build of other collections, model or part size")
+        shutil.rmtree(work)
+    (work / PARTS).mkdir(parents=True)
+    write_json(state, work / STATE)
+    return work
+
+
+def _embed_parts(sources, parts: Path, searcher, part_rows: int, show_progress: bool):
+    """Embed every row not yet in a finished part; returns (all counts, counts per source)."""
+    seen: set[str] = set()
+    counts, per_source = RowCounts(), []
+    total = sum(source.rows or 0 for source in sources) or None
+    with tqdm(total=total, desc="indexing", unit="row", disable=not show_progress) as progress:
+        for number, source in enumerate(sources):
+            source_counts = RowCounts()
+            for batch, (ids, texts) in enumerate(read_batches(source, part_rows)):
+                name = parts / f"{number:03d}-{batch:06d}"
+                done = name.with_suffix(".json")
+                if done.is_file():
+                    part_counts = RowCounts(**json.loads(done.read_text()))
+                    seen.update(pd.read_parquet(name.with_suffix(".parquet"), columns=["id"])["id"])
+                else:
+                    kept_ids, kept_texts, part_counts = clean_batch(ids, texts, seen)
+                    vectors = (searcher.embed_passages(kept_texts, show_progress=False) if kept_texts
+                               else np.empty((0, searcher.model.output_dim), dtype=np.float32))
+                    save_npy(vectors.astype(np.float32, copy=False), name.with_suffix(".npy"))
+                    write_parquet(pd.DataFrame({"id": kept_ids, "text": kept_texts}, dtype=object),
+                                  name.with_suffix(".parquet"))
+                    write_json(asdict(part_counts), done)
+                source_counts.add(part_counts)
+                progress.update(len(ids))
+                progress.set_postfix(skipped=sum(counts.skipped.values()) + sum(source_counts.skipped.values()))
+            counts.add(source_counts)
+            per_source.append(source_counts)
+    return counts, per_source
+
+
+def _join_vectors(parts, path: Path, rows: int, dim: int) -> None:
+    with npy_writer(path, (rows, dim), np.float32) as write:
+        for part in parts:
+            write(np.load(part.with_suffix(".npy")))
+
+
+def _join_passages(parts, path: Path) -> None:
+    """One parquet of (id, text) in row groups of TEXT_GROUP_ROWS, which `PassageStore` reads
+    one at a time."""
+    with atomic_path(path) as tmp, pq.ParquetWriter(tmp, PASSAGE_SCHEMA) as writer:
+        for part in parts:
+            table = pq.read_table(part.with_suffix(".parquet")).select(["id", "text"]).cast(PASSAGE_SCHEMA)
+            writer.write_table(table, row_group_size=TEXT_GROUP_ROWS)
+
+
+def _replace(work: Path, out: Path) -> None:
+    """Rename the finished build onto `out`, moving an index it replaces aside first."""
+    old = out.with_name(out.name + ".old")
+    if old.exists():
+        shutil.rmtree(old)
+    if out.exists():
+        os.replace(out, old)
+    os.replace(work, out)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def _skipped(counts: RowCounts) -> str:
+    return ", ".join(f"{n} {reason.replace('_', ' ')}" for reason, n in counts.skipped.items() if n) or "none"

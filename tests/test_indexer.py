@@ -1,0 +1,222 @@
+"""`twotower index` and `Searcher.from_index`: every format, same hits as searching the texts
+directly, skipped rows counted, an interrupted build resumed, another model refused."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from twotower import Searcher, TwoTowerError
+from twotower import indexer as indexer_module
+from twotower.bm25 import bm25_run
+from twotower.cli import main
+from twotower.collection import open_source
+from twotower.index_folder import MANIFEST, PASSAGES, partial_path
+from twotower.indexer import build_index_folder
+from twotower.params import Bm25Params, EvalParams, HybridParams
+from tests.tiny_index import PASSAGES as TABLE
+from tests.tiny_index import make_model, write_collection
+
+
+@pytest.fixture
+def model(tmp_path):
+    path = tmp_path / "model.pt"
+    make_model(path)
+    return path
+
+
+def build(paths, out, model, part_rows=3, kind="exact", force=False, logs=None):
+    searcher = Searcher.from_model(model, "cpu")
+    sources = [open_source(p) for p in paths]
+    return build_index_folder(sources, out, searcher, model, kind=kind, eval_params=EvalParams(),
+                              bm25_params=Bm25Params(), hybrid_params=HybridParams(), part_rows=part_rows,
+                              force=force, show_progress=False,
+                              log=(logs.append if logs is not None else lambda line: None))
+
+
+@pytest.mark.parametrize("format", ["parquet", "jsonl", "tsv"])
+def test_dense_hits_are_those_of_searching_the_texts_directly(tmp_path, model, format):
+    collection = tmp_path / f"c.{format}"
+    write_collection(TABLE, collection, format)
+    manifest = build([collection], tmp_path / "index", model)
+    assert manifest["passages"] == 8 and manifest["rows_read"] == 8
+    assert manifest["model"]["path"] == str(model.resolve())
+
+    searcher = Searcher.from_index(tmp_path / "index", device="cpu")
+    direct = Searcher.from_model(model, "cpu")
+    for query in ["flea life cycle", "coffee", "bank interest rate"]:
+        hits = searcher.search(query, 8)  # all 8: which of several tied passages makes a cut is faiss' choice
+        expected = direct.search(query, 8, documents=TABLE["text"].tolist())
+        assert [h.pid for h in hits] == [TABLE["id"][int(h.pid)] for h in expected]
+        assert [h.score for h in hits] == pytest.approx([h.score for h in expected], abs=1e-6)
+        assert [h.text for h in hits] == [h.text for h in expected]
+    assert searcher.search("flea life cycle", 1)[0].pid == "d1"
+
+
+def test_bm25_hits_are_the_bm25_baselines(tmp_path, model):
+    collection = tmp_path / "c.parquet"
+    write_collection(TABLE, collection, "parquet")
+    build([collection], tmp_path / "index", model)
+    searcher = Searcher.from_index(tmp_path / "index", device="cpu")
+    for query in ["coffee", "bank interest rate", "the flea"]:
+        hits = searcher.search(query, 10, mode="bm25")
+        run = bm25_run(pd.DataFrame({"qid": ["q"], "text": [query]}), TABLE.rename(columns={"id": "pid"}),
+                       Bm25Params())
+        assert [h.pid for h in hits] == run["pid"].tolist()
+        assert [h.score for h in hits] == pytest.approx(run["score"].tolist(), rel=1e-6)
+    assert searcher.search("the", 10, mode="bm25") == []  # a stopword matches nothing
+
+
+def test_hybrid_fuses_dense_and_bm25(tmp_path, model):
+    collection = tmp_path / "c.parquet"
+    write_collection(TABLE, collection, "parquet")
+    build([collection], tmp_path / "index", model)
+    searcher = Searcher.from_index(tmp_path / "index", device="cpu")
+    hits = searcher.search("coffee bean", 3, mode="hybrid")
+    # d6 has both words (top of dense and of BM25: fused 1.0); d7 only "coffee".
+    assert [h.pid for h in hits][:2] == ["d6", "d7"]
+    assert hits[0].score == pytest.approx(1.0)
+    assert all(a.score >= b.score for a, b in zip(hits, hits[1:]))
+
+
+def test_several_collections_with_bad_rows_skip_and_count_them(tmp_path, model):
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.tsv"
+    write_collection(TABLE.iloc[:5], first, "jsonl")
+    extra = pd.DataFrame({"id": ["d1", "e1", "e2", "e3"], "text": ["repeat of d1", "tea leaves", " ", "oven bread"]})
+    write_collection(pd.concat([TABLE.iloc[5:], extra]), second, "tsv")
+    manifest = build([first, second], tmp_path / "index", model)
+    assert manifest["rows_read"] == 12 and manifest["passages"] == 10
+    assert manifest["skipped"] == {"missing_id": 0, "empty_text": 1, "duplicate_id": 1}
+    assert [c["kept"] for c in manifest["collections"]] == [5, 5]
+    stored = pd.read_parquet(tmp_path / "index" / PASSAGES)
+    assert stored["id"].tolist() == [*TABLE["id"], "e1", "e3"]
+    assert stored.loc[1, "text"] == TABLE["text"][1]  # the first d1 wins
+
+
+def test_a_collection_of_only_bad_rows_is_an_error(tmp_path, model):
+    collection = tmp_path / "c.jsonl"
+    collection.write_text('{"id": "a", "text": ""}\n{"id": null, "text": "x"}\n')
+    with pytest.raises(TwoTowerError, match="no passages to index: all 2 rows were skipped "
+                                            r"\(1 missing id, 1 empty text\)"):
+        build([collection], tmp_path / "index", model)
+    assert not (tmp_path / "index").exists()
+
+
+def test_an_interrupted_build_leaves_no_index_and_a_rerun_resumes(tmp_path, model, monkeypatch):
+    collection = tmp_path / "c.parquet"
+    write_collection(TABLE, collection, "parquet")
+    calls = []
+    real = Searcher.embed_passages
+
+    def embed_then_die(self, texts, show_progress=True):
+        calls.append(len(texts))
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # what Ctrl-C (or a kill, for the files on disk) does mid-build
+        return real(self, texts, show_progress)
+
+    monkeypatch.setattr(Searcher, "embed_passages", embed_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        build([collection], tmp_path / "index", model)
+    assert not (tmp_path / "index").exists()
+    with pytest.raises(TwoTowerError, match="a build was interrupted: rerun"):
+        Searcher.from_index(tmp_path / "index")
+    assert len(list((partial_path(tmp_path / "index") / "parts").glob("*.json"))) == 1
+
+    calls.clear()
+    monkeypatch.setattr(Searcher, "embed_passages", lambda self, texts, show_progress=True:
+                        calls.append(len(texts)) or real(self, texts, show_progress))
+    logs = []
+    build([collection], tmp_path / "index", model, logs=logs)
+    assert calls == [3, 2]  # parts 2 and 3 of 3, 3 and 2 rows; part 1 was kept
+    assert "resuming the build" in logs[0]
+    assert not partial_path(tmp_path / "index").exists()
+
+    build([collection], tmp_path / "whole", model)
+    for name in ("vectors.npy", "passages.parquet", "dense.faiss"):
+        assert (tmp_path / "index" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
+
+
+def test_a_partial_build_of_other_inputs_is_started_clean(tmp_path, model, monkeypatch):
+    collection = tmp_path / "c.parquet"
+    write_collection(TABLE, collection, "parquet")
+    monkeypatch.setattr(indexer_module, "_join_vectors", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        build([collection], tmp_path / "index", model)
+    monkeypatch.undo()
+    write_collection(TABLE.iloc[:4], collection, "parquet")  # the collection changed meanwhile
+    logs = []
+    manifest = build([collection], tmp_path / "index", model, logs=logs)
+    assert logs[0].startswith("starting clean")
+    assert manifest["passages"] == 4
+
+
+def test_an_existing_index_is_replaced_only_with_force(tmp_path, model):
+    collection = tmp_path / "c.parquet"
+    write_collection(TABLE, collection, "parquet")
+    build([collection], tmp_path / "index", model)
+    with pytest.raises(TwoTowerError, match="already holds an index: pass --force"):
+        build([collection], tmp_path / "index", model)
+    write_collection(TABLE.iloc[:2], collection, "parquet")
+    assert build([collection], tmp_path / "index", model, force=True)["passages"] == 2
+    assert Searcher.from_index(tmp_path / "index", device="cpu").size == 2
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(TwoTowerError, match="exists and is not a twotower index"):
+        build([collection], tmp_path / "other", model)
+
+
+def test_searching_with_another_model_is_refused_naming_both(tmp_path, model):
+    collection = tmp_path / "c.parquet"
+    write_collection(TABLE, collection, "parquet")
+    build([collection], tmp_path / "index", model)
+    other = tmp_path / "other.pt"
+    make_model(other, seed=1)
+    with pytest.raises(TwoTowerError, match=rf"built with model {model.resolve()} .* but {other} is a different model"):
+        Searcher.from_index(tmp_path / "index", other, device="cpu")
+    model.rename(tmp_path / "moved.pt")
+    with pytest.raises(TwoTowerError, match="model not found: .*pass --model"):
+        Searcher.from_index(tmp_path / "index", device="cpu")
+    assert Searcher.from_index(tmp_path / "index", tmp_path / "moved.pt", device="cpu").size == 8
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+def test_approximate_indexes_find_the_same_top_hit(tmp_path, model, kind):
+    collection = tmp_path / "c.parquet"
+    write_collection(TABLE, collection, "parquet")
+    build([collection], tmp_path / "index", model, kind=kind)
+    searcher = Searcher.from_index(tmp_path / "index", device="cpu")
+    assert searcher.manifest["dense"]["kind"] == kind
+    assert searcher.search("flea life cycle", 1)[0].pid == "d1"
+
+
+def test_index_and_search_commands(tmp_path, model, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no params.yaml here: the defaults
+    collection = tmp_path / "c.tsv"
+    write_collection(pd.concat([TABLE, TABLE.iloc[:1]]), collection, "tsv")
+    main(["index", str(collection), "--out", "index", "--model", str(model), "--part-rows", "4",
+          "--device", "cpu", "-q"])
+    assert capsys.readouterr().out.startswith("indexed 8 passages of 9 rows (skipped: 1 duplicate id) into index")
+    assert json.loads((tmp_path / "index" / MANIFEST).read_text())["dense"]["kind"] == "exact"
+
+    main(["search", "--index", "index", "--mode", "bm25", "-k", "2", "bank loan"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("1. [d4] ") and lines[0].endswith("a bank loan and its interest rate")
+    assert lines[1].startswith("2. [d3] ")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["search", "--mode", "bm25", "coffee"], "--mode bm25 needs --index DIR"),
+    (["search", "--index", "nowhere", "coffee"], "index folder not found: nowhere"),
+    (["index", "c.parquet", "--out", "i", "--index", "flat"], "--index 'flat' is not one of exact, hnsw, ivf"),
+    (["index", "c.parquet", "--out", "i", "--params", "none.yaml"], "params file not found: none.yaml"),
+    (["index", "missing.jsonl", "--out", "i"], "collection not found: missing.jsonl"),
+    (["index", "c.parquet", "--out", "i", "--model", "none.pt"], "model not found: none.pt"),
+    (["index", "c.parquet", "--out", "i", "--part-rows", "0"], "--part-rows must be at least 1, got 0"),
+])
+def test_bad_command_lines_fail_with_one_line(tmp_path, monkeypatch, capsys, argv, message):
+    monkeypatch.chdir(tmp_path)
+    write_collection(TABLE, tmp_path / "c.parquet", "parquet")
+    with pytest.raises(SystemExit) as exit:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit.value.code == 2 and err.count("\n") == 1 and message in err
