@@ -1,0 +1,100 @@
+"""`twotower serve`: an HTTP API and a search page over one index folder.
+
+    GET /search?q=...&k=10&mode=dense|bm25|hybrid   hits (id, score, text) and the time taken
+    GET /health                                      liveness and what is loaded
+    GET /                                            the search page (src/twotower/web/)
+
+Every error is a JSON `{"error": ...}` with a 4xx status; a failure inside a search is a 500
+with a fixed message (the traceback goes to the server's log, never to the client). The
+searcher is shared by uvicorn's worker threads: torch, faiss and bm25s searches only read.
+"""
+
+import logging
+import time
+from importlib import resources
+
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from twotower.errors import TwoTowerError
+from twotower.search import MODES
+from twotower.text import words
+
+MAX_K = 1000
+MAX_QUERY_CHARS = 10_000  # read at most this much of q; the model keeps far fewer words
+MAX_REQUEST_LINE = 512 * 1024  # h11's cap on a request's line and headers: a 100 KB query fits
+WEB = resources.files("twotower") / "web"
+log = logging.getLogger("twotower.server")
+
+
+def create_app(searcher) -> FastAPI:
+    """The ASGI app over `searcher` (a `Searcher.from_index`)."""
+    app = FastAPI(title="twotower", docs_url=None, redoc_url=None, openapi_url=None)
+    web = WEB
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError):
+        return JSONResponse(status_code=422, content={"error": "; ".join(_message(e) for e in exc.errors())})
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        return JSONResponse(status_code=exc.status_code, content={"error": str(exc.detail)})
+
+    @app.exception_handler(Exception)
+    async def crashed(request: Request, exc: Exception):
+        log.exception("search failed")
+        return JSONResponse(status_code=500, content={"error": "internal error: the search failed"})
+
+    @app.get("/health")
+    def health():
+        manifest = searcher.manifest or {}
+        return {"status": "ok", "passages": searcher.size, "modes": list(searcher.modes),
+                "index": manifest.get("dense", {}).get("kind"),
+                "model_sha256": manifest.get("model", {}).get("sha256")}
+
+    @app.get("/search")
+    def search(q: str = Query(..., description="the query"),
+               k: int = Query(10, ge=1, le=MAX_K, description="hits to return"),
+               mode: str = Query("dense", description="dense, bm25 or hybrid")):
+        if mode not in MODES:
+            return JSONResponse(status_code=422, content={
+                "error": f"mode {mode!r} is not one of {', '.join(MODES)}", "accepted": list(MODES)})
+        if not q.strip():
+            return JSONResponse(status_code=400, content={"error": "q is empty: give a query"})
+        q = q[:MAX_QUERY_CHARS]
+        query = searcher.truncate(q)
+        truncated = len(q) == MAX_QUERY_CHARS or len(words(q)) > searcher.max_len_query
+        started = time.perf_counter()
+        try:
+            hits = searcher.search(q, k, mode=mode)
+        except TwoTowerError as exc:
+            return JSONResponse(status_code=400, content={"error": str(exc)})
+        took_ms = (time.perf_counter() - started) * 1000
+        return {"query": query, "truncated": truncated, "mode": mode, "k": k, "took_ms": round(took_ms, 2),
+                "hits": [{"rank": h.rank, "id": h.pid, "score": h.score, "text": h.text} for h in hits]}
+
+    @app.get("/", include_in_schema=False)
+    def page():
+        return FileResponse(str(web / "index.html"), media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=str(web)), name="static")
+    return app
+
+
+def _message(error: dict) -> str:
+    """One line per invalid parameter, without echoing its value back (a 100 KB k, say)."""
+    where = ".".join(str(part) for part in error.get("loc", ()) if part != "query")
+    if error.get("type") == "missing":
+        return f"{where} is required"
+    return f"{where}: {error.get('msg', 'invalid')}"
+
+
+def serve(searcher, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info") -> None:
+    """Run the app with uvicorn until interrupted (h11, so the request-size cap applies)."""
+    import uvicorn
+
+    uvicorn.run(create_app(searcher), host=host, port=port, log_level=log_level, http="h11",
+                h11_max_incomplete_event_size=MAX_REQUEST_LINE, server_header=False)

@@ -1,0 +1,128 @@
+"""The HTTP API through the ASGI test client: searches in each mode and every bad request."""
+
+import http.client
+import json
+import subprocess
+import sys
+import urllib.parse
+import urllib.request
+
+import pytest
+from fastapi.testclient import TestClient
+
+from twotower import Searcher
+from twotower.server import create_app
+from tests.tiny_index import build_index, make_model, served
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory):
+    return build_index(tmp_path_factory.mktemp("served"))
+
+
+@pytest.fixture(scope="module")
+def client(index):
+    return TestClient(create_app(Searcher.from_index(index, device="cpu")), raise_server_exceptions=False)
+
+
+@pytest.mark.parametrize("mode", ["dense", "bm25", "hybrid"])
+def test_search_returns_hits_with_id_score_text_and_time(client, mode):
+    response = client.get("/search", params={"q": "flea life cycle", "k": 3, "mode": mode})
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["mode"], body["k"], body["query"], body["truncated"]) == (mode, 3, "flea life cycle", False)
+    assert body["took_ms"] > 0
+    assert body["hits"][0] == {"rank": 1, "id": "d1", "score": pytest.approx(body["hits"][0]["score"]),
+                               "text": "the flea life cycle takes weeks"}
+    assert len(body["hits"]) == (1 if mode == "bm25" else 3)  # BM25 returns only passages with a query term
+    scores = [hit["score"] for hit in body["hits"]]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_health_says_what_is_served(client, index):
+    body = client.get("/health").json()
+    assert body["status"] == "ok" and body["passages"] == 8 and body["modes"] == ["dense", "bm25", "hybrid"]
+    assert body["index"] == "exact" and len(body["model_sha256"]) == 64
+
+
+def test_the_page_and_its_static_files(client):
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert 'data-mode="bm25"' in page.text and "/static/app.js" in page.text
+    assert client.get("/static/app.js").status_code == 200
+    assert client.get("/static/style.css").headers["content-type"].startswith("text/css")
+
+
+@pytest.mark.parametrize("path", ["/static/../server.py", "/static/%2e%2e/server.py", "/static/../../../etc/passwd",
+                                  "/server.py", "/static/"])
+def test_only_its_own_static_files_are_served(client, path):
+    response = client.get(path)
+    assert response.status_code == 404 and "error" in response.json()
+    assert "import" not in response.text
+
+
+@pytest.mark.parametrize("params, status, message", [
+    ({"q": ""}, 400, "q is empty"),
+    ({"q": "   \t"}, 400, "q is empty"),
+    ({}, 422, "q is required"),
+    ({"q": "cat", "k": 0}, 422, "k: Input should be greater than or equal to 1"),
+    ({"q": "cat", "k": 1001}, 422, "k: Input should be less than or equal to 1000"),
+    ({"q": "cat", "k": "ten"}, 422, "k: Input should be a valid integer"),
+    ({"q": "cat", "mode": "sparse"}, 422, "mode 'sparse' is not one of dense, bm25, hybrid"),
+])
+def test_bad_requests_get_a_json_error(client, params, status, message):
+    response = client.get("/search", params=params)
+    assert response.status_code == status
+    assert message in response.json()["error"]
+
+
+def test_unknown_mode_lists_the_accepted_ones(client):
+    assert client.get("/search", params={"q": "cat", "mode": "x"}).json()["accepted"] == ["dense", "bm25", "hybrid"]
+
+
+def test_a_100_kb_query_is_truncated_not_a_crash_and_a_huge_request_is_refused(index):
+    """Over a real server: no HTTP client library sends a 100 KB URL, but a browser or curl can."""
+    query = "coffee bean " + "filler " * 15_000
+    assert len(query) > 100_000
+    with served(index) as url:
+        host, port = urllib.parse.urlsplit(url).hostname, urllib.parse.urlsplit(url).port
+        for mode in ("dense", "bm25", "hybrid"):
+            connection = http.client.HTTPConnection(host, port, timeout=60)
+            connection.request("GET", "/search?" + urllib.parse.urlencode({"q": query, "k": 2, "mode": mode}))
+            response = connection.getresponse()
+            body = json.loads(response.read())
+            assert response.status == 200
+            assert body["truncated"] is True
+            assert body["query"] == "coffee bean " + " ".join(["filler"] * 6)  # the model reads 8 words
+            assert body["hits"][0]["id"] == "d6"
+        connection = http.client.HTTPConnection(host, port, timeout=60)
+        try:  # h11 answers a request line over the cap with an error and closes, often mid-send
+            connection.request("GET", "/search?q=" + "x" * (1 << 20))
+            response = connection.getresponse()
+            assert response.status in (400, 413, 414, 431)
+            assert "Traceback" not in response.read().decode(errors="replace")
+        except (ConnectionResetError, BrokenPipeError):
+            pass
+        with urllib.request.urlopen(url + "/health", timeout=10) as health:  # still serving
+            assert json.loads(health.read())["status"] == "ok"
+
+
+def test_a_failing_search_is_a_500_without_a_traceback(index, monkeypatch):
+    searcher = Searcher.from_index(index, device="cpu")
+    monkeypatch.setattr(searcher, "search", lambda *a, **k: 1 / 0)
+    response = TestClient(create_app(searcher), raise_server_exceptions=False).get("/search", params={"q": "cat"})
+    assert response.status_code == 500
+    assert response.json() == {"error": "internal error: the search failed"}
+
+
+@pytest.mark.parametrize("make_bad", ["missing", "other model"])
+def test_serve_refuses_to_start_on_a_bad_index_with_one_line(index, tmp_path, make_bad):
+    args = ["--index", str(tmp_path / "nowhere")]
+    if make_bad == "other model":
+        make_model(tmp_path / "other.pt", seed=3)
+        args = ["--index", str(index), "--model", str(tmp_path / "other.pt")]
+    result = subprocess.run([sys.executable, "-m", "twotower.cli", "serve", *args, "--port", "0"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
+    assert ("index folder not found" if make_bad == "missing" else "is a different model") in result.stderr
