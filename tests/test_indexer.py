@@ -3,6 +3,7 @@ directly, skipped rows counted, an interrupted build resumed, another model refu
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -11,7 +12,7 @@ from twotower import indexer as indexer_module
 from twotower.bm25 import bm25_run
 from twotower.cli import main
 from twotower.collection import open_source
-from twotower.index_folder import MANIFEST, PASSAGES, partial_path
+from twotower.index_folder import MANIFEST, PASSAGES, NpyRows, partial_path
 from twotower.indexer import build_index_folder
 from twotower.params import Bm25Params, EvalParams, HybridParams
 from tests.tiny_index import PASSAGES as TABLE
@@ -26,9 +27,8 @@ def model(tmp_path):
 
 
 def build(paths, out, model, part_rows=3, kind="exact", force=False, logs=None):
-    searcher = Searcher.from_model(model, "cpu")
     sources = [open_source(p) for p in paths]
-    return build_index_folder(sources, out, searcher, model, kind=kind, eval_params=EvalParams(),
+    return build_index_folder(sources, out, model, kind=kind, eval_params=EvalParams(), device="cpu",
                               bm25_params=Bm25Params(), hybrid_params=HybridParams(), part_rows=part_rows,
                               force=force, show_progress=False,
                               log=(logs.append if logs is not None else lambda line: None))
@@ -220,3 +220,15 @@ def test_bad_command_lines_fail_with_one_line(tmp_path, monkeypatch, capsys, arg
         main(argv)
     err = capsys.readouterr().err
     assert exit.value.code == 2 and err.count("\n") == 1 and message in err
+
+
+def test_npy_rows_reads_what_np_load_does(tmp_path):
+    array = np.arange(40, dtype=np.float32).reshape(10, 4)
+    np.save(tmp_path / "v.npy", array)
+    rows = NpyRows(tmp_path / "v.npy")
+    assert (len(rows), rows.shape, rows.dtype) == (10, (10, 4), np.float32)
+    for key in (slice(0, 3), slice(7, 20), slice(4, 4), np.array([9, 0, 3]), np.array([], dtype=int)):
+        np.testing.assert_array_equal(rows[key], array[key])
+    np.save(tmp_path / "flat.npy", np.zeros(3))
+    with pytest.raises(TwoTowerError, match="expected a C-ordered 2-D array"):
+        NpyRows(tmp_path / "flat.npy")

@@ -62,15 +62,14 @@ def write_collection(table: pd.DataFrame, path, format: str, header: bool = True
 
 def build_index(root):
     """The model and collection above, indexed into root/index; returns that folder."""
-    from twotower import Searcher
     from twotower.collection import open_source
     from twotower.indexer import build_index_folder
     from twotower.params import Bm25Params, EvalParams, HybridParams
 
     make_model(root / "model.pt")
     write_collection(PASSAGES, root / "c.parquet", "parquet")
-    build_index_folder([open_source(root / "c.parquet")], root / "index",
-                       Searcher.from_model(root / "model.pt", "cpu"), root / "model.pt", kind="exact",
+    build_index_folder([open_source(root / "c.parquet")], root / "index", root / "model.pt", device="cpu",
+                       kind="exact",
                        eval_params=EvalParams(), bm25_params=Bm25Params(), hybrid_params=HybridParams(),
                        show_progress=False, log=lambda line: None)
     return root / "index"

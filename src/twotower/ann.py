@@ -20,39 +20,51 @@ from twotower.params import INDEXES as KINDS
 
 def build_index(vectors: np.ndarray, kind: str = "exact", *, hnsw_m: int = 32,
                 hnsw_ef_construction: int = 200, hnsw_ef_search: int = 128, ivf_nlist: int = 256,
-                ivf_nprobe: int = 32, seed: int = 0, deterministic: bool = True) -> faiss.Index:
+                ivf_nprobe: int = 32, seed: int = 0, deterministic: bool = True,
+                block_rows: int | None = None) -> faiss.Index:
     """An index of `vectors` (float32 [n, dim]); row i of `vectors` is id i in results.
 
     ivf trains spherical k-means on at most 256 vectors a cell (faiss' own cap), drawn
     with `seed`; `ivf_nlist` is lowered to n // 39 when there are too few vectors for it
     (faiss wants 39 a cell). `deterministic: False` lets hnsw insert on every thread:
-    faster, but two builds may differ slightly.
+    faster, but two builds may differ slightly. With `block_rows`, `vectors` may be any
+    array-like that slices into arrays (rows read from a file, say): it is added
+    `block_rows` at a time and never held whole (hnsw's graph then depends on the blocks).
     """
     if kind not in KINDS:
         raise TwoTowerError(f"index kind {kind!r} is not one of {', '.join(KINDS)}")
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    if vectors.ndim != 2 or len(vectors) == 0:
+    if block_rows is None:
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if len(vectors.shape) != 2 or len(vectors) == 0:
         raise TwoTowerError(f"cannot index an array of shape {vectors.shape}: expected [n > 0, dim]")
     dim = vectors.shape[1]
     if kind == "exact":
         index = faiss.IndexFlatIP(dim)
-        index.add(vectors)
+        _add(index, vectors, block_rows)
     elif kind == "hnsw":
         index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = hnsw_ef_construction
         index.hnsw.efSearch = hnsw_ef_search
         with _threads(1 if deterministic else faiss.omp_get_max_threads()):
-            index.add(vectors)
+            _add(index, vectors, block_rows)
     else:
         nlist = max(1, min(ivf_nlist, len(vectors) // 39))
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
         index.cp.seed = seed
         index.cp.spherical = True
         sample = np.random.default_rng(seed).permutation(len(vectors))[: 256 * nlist]
-        index.train(vectors[np.sort(sample)])
+        index.train(np.ascontiguousarray(vectors[np.sort(sample)], dtype=np.float32))
         index.nprobe = min(ivf_nprobe, nlist)
-        index.add(vectors)
+        _add(index, vectors, block_rows)
     return index
+
+
+def _add(index: faiss.Index, vectors, block_rows: int | None) -> None:
+    if block_rows is None:
+        index.add(vectors)
+        return
+    for start in range(0, len(vectors), block_rows):
+        index.add(np.ascontiguousarray(vectors[start: start + block_rows], dtype=np.float32))
 
 
 def index_kind(index: faiss.Index) -> str:

@@ -85,11 +85,10 @@ def run_index(args) -> None:
     if kind not in INDEXES:
         raise TwoTowerError(f"--index {kind!r} is not one of {', '.join(INDEXES)}")
     sources = [open_source(path, args.format, args.id_column, args.text_column) for path in args.collections]
-    from twotower.search import Searcher
-
-    searcher = Searcher.from_model(args.model, args.device)
-    manifest = build_index_folder(sources, args.out, searcher, args.model, kind=kind, eval_params=eval_params,
-                                  bm25_params=bm25_params, hybrid_params=hybrid_params,
+    if not Path(args.model).is_file():
+        raise TwoTowerError(f"model not found: {args.model} (run `dvc repro train`, or pass --model)")
+    manifest = build_index_folder(sources, args.out, args.model, kind=kind, eval_params=eval_params,
+                                  bm25_params=bm25_params, hybrid_params=hybrid_params, device=args.device,
                                   part_rows=args.part_rows, force=args.force, show_progress=not args.quiet)
     skipped = ", ".join(f"{n} {why.replace('_', ' ')}" for why, n in manifest["skipped"].items() if n)
     seconds = manifest["seconds"]

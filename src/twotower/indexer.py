@@ -27,7 +27,8 @@ from twotower.collection import RowCounts, Source, clean_batch, read_batches
 from twotower.errors import TwoTowerError
 from twotower.files import atomic_path, npy_writer, save_npy, write_json, write_parquet
 from twotower.index_folder import (BM25, DENSE, FORMAT, MANIFEST, PASSAGES, TEXT_GROUP_ROWS, VECTORS,
-                                   file_sha256, partial_path)
+                                   NpyRows, file_sha256, partial_path)
+from twotower.search import Searcher
 
 PART_ROWS = 65536
 STATE = "state.json"
@@ -35,35 +36,40 @@ PARTS = "parts"
 PASSAGE_SCHEMA = pa.schema([("id", pa.string()), ("text", pa.string())])
 
 
-def build_index_folder(sources: list[Source], out, searcher, model_path, *, kind: str, eval_params,
-                       bm25_params, hybrid_params, part_rows: int = PART_ROWS, force: bool = False,
+def build_index_folder(sources: list[Source], out, model_path, *, kind: str, eval_params, bm25_params,
+                       hybrid_params, device="auto", part_rows: int = PART_ROWS, force: bool = False,
                        show_progress: bool = True, log=print) -> dict:
-    """Index every passage of `sources` with `searcher`'s model (loaded from `model_path`) into
-    `out`; returns the manifest. `eval_params` gives the faiss settings (hnsw_m, ivf_nlist, ...),
-    `bm25_params` the BM25 index's, `hybrid_params` what hybrid search fuses with."""
+    """Index every passage of `sources` with the model at `model_path` into `out`; returns the
+    manifest. `eval_params` gives the faiss settings (hnsw_m, ivf_nlist, ...), `bm25_params`
+    the BM25 index's, `hybrid_params` what hybrid search fuses with. The model is let go
+    once the passages are embedded, before the faiss and BM25 indexes take their memory."""
     out = Path(out)
     _check_out(out, force)
     started = time.perf_counter()
     state = {"format": FORMAT, "model_sha256": file_sha256(model_path), "part_rows": part_rows,
              "collections": [source.fingerprint for source in sources]}
+    searcher = Searcher.from_model(model_path, device)
+    dim = searcher.model.output_dim
+    ckpt_info = {"path": str(Path(model_path).resolve()), "sha256": state["model_sha256"],
+                 "output_dim": dim, "max_len_query": searcher.max_len_query,
+                 "max_len_passage": searcher.max_len_passage}
     work = _work_folder(out, state, log)
-
     counts, per_source = _embed_parts(sources, work / PARTS, searcher, part_rows, show_progress)
+    del searcher
     if counts.kept == 0:
         raise TwoTowerError(f"no passages to index: all {counts.read} rows were skipped ({_skipped(counts)})")
     embedded = time.perf_counter()
 
     parts = sorted((work / PARTS).glob("*.json"))
-    dim = searcher.model.output_dim
     _join_vectors(parts, work / VECTORS, counts.kept, dim)
     _join_passages(parts, work / PASSAGES)
-    vectors = np.load(work / VECTORS, mmap_mode="r")
+    vectors = NpyRows(work / VECTORS)
     if show_progress:
         log(f"building the {kind} faiss index of {len(vectors)} vectors")
     dense = ann.build_index(vectors, kind, hnsw_m=eval_params.hnsw_m,
                             hnsw_ef_construction=eval_params.hnsw_ef_construction,
                             hnsw_ef_search=eval_params.hnsw_ef_search, ivf_nlist=eval_params.ivf_nlist,
-                            ivf_nprobe=eval_params.ivf_nprobe)
+                            ivf_nprobe=eval_params.ivf_nprobe, block_rows=part_rows)
     ann.save_index(dense, work / DENSE)
     del dense, vectors
     dense_done = time.perf_counter()
@@ -72,9 +78,6 @@ def build_index_folder(sources: list[Source], out, searcher, model_path, *, kind
     bm25_index.save(bm25_index.build(texts, bm25_params, counts.kept, show_progress), work / BM25)
     finished = time.perf_counter()
 
-    ckpt_info = {"path": str(Path(model_path).resolve()), "sha256": state["model_sha256"],
-                 "output_dim": dim, "max_len_query": searcher.max_len_query,
-                 "max_len_passage": searcher.max_len_passage}
     manifest = {
         "format": FORMAT,
         "model": ckpt_info,
