@@ -7,6 +7,7 @@ texts), so it works in any checkout after `dvc repro` or `dvc pull`, without par
 adds BM25 and hybrid (the two fused as `twotower.fusion` fuses runs) to dense search.
 """
 
+import functools
 import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -73,6 +74,7 @@ class Searcher:
                 raise TwoTowerError(f"{len(texts)} texts for {len(pids)} pids")
         self.passage_vectors, self.pids, self.texts = vectors, pids, texts
         self.faiss_index = self.store = self.bm25 = self.manifest = None
+        self.dense_search = None  # (query vectors, k) -> (scores, rows) over faiss_index; see `serve`
         self.bm25_params, self.hybrid_params = Bm25Params(), HybridParams()
 
     @property
@@ -108,6 +110,7 @@ class Searcher:
             raise TwoTowerError(f"{folder}: vectors of {dense.d} dimensions, the model makes "
                                 f"{searcher.model.output_dim}: rebuild the index")
         searcher.faiss_index, searcher.store = dense, store
+        searcher.dense_search = functools.partial(ann.search, dense)
         searcher.pids = store.ids
         searcher.bm25_params = Bm25Params(**manifest["bm25"])
         searcher.bm25 = bm25_index.load(folder / index_folder.BM25, len(store))
@@ -191,7 +194,7 @@ class Searcher:
         else:
             depth = k if mode == "dense" else max(k, self.hybrid_params.depth)
             query_vector = self._embed(self.model.encode_queries, [query], self.max_len_query, False)
-            scores, rows = ann.search(self.faiss_index, query_vector, depth)
+            scores, rows = self.dense_search(query_vector, depth)
             found = rows[0] >= 0
             order = np.lexsort((rows[0][found], -scores[0][found]))  # ties by lower row, as top_k does
             scores, rows = scores[0][found][order], rows[0][found][order]

@@ -6,7 +6,8 @@
 
 Every error is a JSON `{"error": ...}` with a 4xx status; a failure inside a search is a 500
 with a fixed message (the traceback goes to the server's log, never to the client). The
-searcher is shared by uvicorn's worker threads: torch, faiss and bm25s searches only read.
+searcher is shared by uvicorn's worker threads: torch, faiss and bm25s searches only read,
+and concurrent dense searches share one pass over the vectors (`twotower.batching`).
 """
 
 import logging
@@ -19,6 +20,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from twotower.batching import MicroBatcher
 from twotower.errors import TwoTowerError
 from twotower.search import MODES
 from twotower.text import words
@@ -34,6 +36,8 @@ def create_app(searcher) -> FastAPI:
     """The ASGI app over `searcher` (a `Searcher.from_index`)."""
     app = FastAPI(title="twotower", docs_url=None, redoc_url=None, openapi_url=None)
     web = WEB
+    if searcher.dense_search is not None and not isinstance(searcher.dense_search, MicroBatcher):
+        searcher.dense_search = MicroBatcher(searcher.dense_search)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
