@@ -1,11 +1,15 @@
 # `make repro`: set up .venv, pull the data, run the pipeline.  `make test`: set up, run the tests.
+# `make browser`: Debian's chromium, which the web page's browser test drives (Playwright
+# cannot download its own browsers offline); apt-get as root, through sudo otherwise.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 # dvc runs each stage's `python -m stages.X` through the shell: make it the venv's python.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup data repro test clean-venv
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup data repro test browser clean-venv
 
 setup: $(VENV)/.installed
 
@@ -24,6 +28,11 @@ repro: data
 test: setup
 	@$(BIN)/python -m twotower.fetch --optional
 	$(BIN)/python -m pytest -q
+
+browser:
+	@command -v chromium >/dev/null || { $(SUDO) apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium; }
+	@chromium --version
 
 clean-venv:
 	rm -rf $(VENV)

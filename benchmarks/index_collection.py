@@ -1,0 +1,81 @@
+"""`twotower index` on a large synthetic collection: wall time, peak RSS, passages/s.
+
+Writes (once) a parquet collection of `--passages` synthetic passages with MS MARCO-like
+lengths (log-normal, median 50 words, cut at 3-400, as `make_large_input.py`) of GloVe words
+drawn Zipf-like, then runs the real command in a child process and reads its peak RSS
+from the kernel (`RUSAGE_CHILDREN`). The manifest's own timings split the run into
+embedding (reading, tokenizing, the passage tower, writing parts), the faiss index and BM25.
+
+    python benchmarks/index_collection.py                       # 1,000,000 passages, exact
+    python benchmarks/index_collection.py --passages 100000 --kind hnsw
+"""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from make_large_input import Words
+
+
+def write_collection(path: Path, passages: int, seed: int, chunk: int = 50_000) -> None:
+    rng = np.random.default_rng(seed)
+    words = Words(rng)
+    schema = pa.schema([("id", pa.string()), ("text", pa.string())])
+    tmp = path.with_suffix(".tmp")
+    with pq.ParquetWriter(tmp, schema) as writer:
+        for start in range(0, passages, chunk):
+            n = min(chunk, passages - start)
+            lengths = np.clip(rng.lognormal(np.log(50), 0.45, n), 3, 400).astype(np.int64)
+            ids = pa.array([f"s{i}" for i in range(start, start + n)])
+            writer.write_table(pa.Table.from_arrays([ids, words.texts(lengths)], schema=schema))
+    os.replace(tmp, path)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--passages", type=int, default=1_000_000)
+    parser.add_argument("--collection", type=Path, default=None,
+                        help="where the synthetic collection is (written if missing)")
+    parser.add_argument("--out", type=Path, default=None, help="index folder (default: beside the collection)")
+    parser.add_argument("--kind", default="exact", choices=["exact", "hnsw", "ivf"])
+    parser.add_argument("--model", default="models/model.pt")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    collection = args.collection or Path(f"/tmp/twotower-bench/collection-{args.passages}.parquet")
+    out = args.out or collection.with_name(f"index-{args.passages}-{args.kind}")
+    collection.parent.mkdir(parents=True, exist_ok=True)
+    if not collection.is_file():
+        start = time.perf_counter()
+        write_collection(collection, args.passages, args.seed)
+        print(f"wrote {args.passages:,} passages to {collection} "
+              f"({collection.stat().st_size / 2**20:.0f} MiB) in {time.perf_counter() - start:.0f} s")
+
+    command = [sys.executable, "-m", "twotower.cli", "index", str(collection), "--out", str(out), "--force",
+               "--index", args.kind, "--model", args.model, "--device", "cpu", "-q"]
+    load = os.getloadavg()[0]
+    start = time.perf_counter()
+    subprocess.run(command, check=True)
+    wall = time.perf_counter() - start
+    peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    manifest = json.loads((out / "manifest.json").read_text())
+    n, seconds = manifest["passages"], manifest["seconds"]
+    size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    print(f"cores {os.cpu_count()}, load average {load:.1f} before the run")
+    print(f"indexed {n:,} passages ({args.kind}) in {wall:.0f} s wall: {n / wall:,.0f} passages/s; "
+          f"peak RSS {peak_mib:,.0f} MiB; index folder {size / 2**20:,.0f} MiB")
+    print(f"  embedding {seconds['embed']:.0f} s ({n / seconds['embed']:,.0f} passages/s), "
+          f"{args.kind} faiss index {seconds['dense_index']:.1f} s, "
+          f"BM25 {seconds['bm25_index']:.0f} s ({n / seconds['bm25_index']:,.0f} passages/s)")
+
+
+if __name__ == "__main__":
+    main()
