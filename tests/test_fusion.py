@@ -4,11 +4,16 @@ Run A ranks a1 a2 s a3 (scores 4 3 2 1); run B ranks s a1 b1 (scores 10 6 2) and
 answers q2. a2 and a3 are only in A, b1 only in B: they must still be fused.
 """
 
+import dataclasses
+
+import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from twotower.errors import TwoTowerError
-from twotower.fusion import fuse, min_max, rrf, weighted
+from twotower.fusion import fuse, fuse_query, min_max, rrf, weighted
 from twotower.params import HybridParams, section_from_dict
 
 
@@ -93,3 +98,25 @@ def test_duplicate_passage_in_a_run_is_an_error():
 def test_bad_hybrid_params_fail_naming_param_and_value(name, value):
     with pytest.raises(TwoTowerError, match=rf"^hybrid\.{name}: {value!r} is not "):
         section_from_dict("hybrid", {name: value})
+
+
+def _one_query_run(draw_pids, draw_scores):
+    return pd.DataFrame({"qid": "q", "pid": draw_pids, "score": draw_scores})
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data(), method=st.sampled_from(["weighted", "rrf"]),
+       weight=st.sampled_from([0.0, 0.3, 0.5, 0.6, 1.0]), depth=st.integers(1, 12))
+def test_fuse_query_gives_the_rows_fuse_gives(data, method, weight, depth):
+    pool = [f"p{i}" for i in range(12)]
+    pids_a = data.draw(st.lists(st.sampled_from(pool), unique=True, max_size=10))
+    pids_b = data.draw(st.lists(st.sampled_from(pool), unique=True, max_size=10))
+    scores = st.sampled_from([0.0, 0.5, 1.0, 2.0, 3.25])  # few values: many ties
+    scores_a = data.draw(st.lists(scores, min_size=len(pids_a), max_size=len(pids_a)))
+    scores_b = data.draw(st.lists(scores, min_size=len(pids_b), max_size=len(pids_b)))
+    params = dataclasses.replace(HybridParams(method=method, weight=weight), depth=depth)  # a cut inside the runs
+    expected = fuse(_one_query_run(pids_a, scores_a), _one_query_run(pids_b, scores_b), params)
+    pids, fused = fuse_query(np.array(pids_a, dtype=object), np.array(scores_a), np.array(pids_b, dtype=object),
+                             np.array(scores_b), params)
+    assert pids.tolist() == expected["pid"].tolist()
+    np.testing.assert_allclose(fused, expected["score"].to_numpy(), rtol=1e-12)

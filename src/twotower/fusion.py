@@ -76,3 +76,46 @@ def fuse(run_a: pd.DataFrame, run_b: pd.DataFrame, params) -> pd.DataFrame:
     if params.method == "rrf":
         return rrf(run_a, run_b, params.rrf_k, params.depth)
     return weighted(run_a, run_b, params.weight, params.depth)
+
+
+def fuse_query(pids_a: np.ndarray, scores_a: np.ndarray, pids_b: np.ndarray, scores_b: np.ndarray,
+               params) -> tuple[np.ndarray, np.ndarray]:
+    """`fuse` for one query's two runs given as arrays: (pids, scores) best first, the same
+    rows `fuse` returns (tests/test_fusion.py checks it) in ~1 ms instead of ~70 ms of pandas,
+    which a server answering many queries a second cannot spend. Each run's pids are distinct."""
+    pids = np.concatenate([pids_a, pids_b]).astype(str)
+    union, where = np.unique(pids, return_inverse=True)
+    n = len(union)
+    rank_a, rank_b = _ranks(pids_a, scores_a, where[: len(pids_a)], n), _ranks(pids_b, scores_b, where[len(pids_a):], n)
+    if params.method == "rrf":
+        fused = _share(rank_a, lambda r: 1.0 / (params.rrf_k + r)) + _share(rank_b, lambda r: 1.0 / (params.rrf_k + r))
+        keys = [np.arange(n)]  # union is sorted by pid: its position breaks ties by pid
+    else:
+        fused = (params.weight * _scaled(scores_a, where[: len(pids_a)], n)
+                 + (1.0 - params.weight) * _scaled(scores_b, where[len(pids_a):], n))
+        first, second = (rank_a, rank_b) if params.weight >= 0.5 else (rank_b, rank_a)
+        keys = [np.arange(n), np.where(np.isnan(second), np.inf, second), np.where(np.isnan(first), np.inf, first)]
+    order = np.lexsort([*keys, -fused])[: params.depth]
+    return union[order], fused[order]
+
+
+def _ranks(pids, scores, slots, n) -> np.ndarray:
+    """Rank 1.. of each run row by score (descending), ties by pid, placed at its union slot; NaN elsewhere."""
+    ranks = np.full(n, np.nan)
+    order = np.lexsort((np.asarray(pids).astype(str), -np.asarray(scores, dtype=np.float64)))
+    ranks[slots[order]] = np.arange(1, len(order) + 1)
+    return ranks
+
+
+def _share(ranks, f) -> np.ndarray:
+    return np.where(np.isnan(ranks), 0.0, f(np.nan_to_num(ranks, nan=1.0)))
+
+
+def _scaled(scores, slots, n) -> np.ndarray:
+    """`min_max` of one query's run, 0 where the run has no row (the floor of its range)."""
+    out = np.zeros(n)
+    if len(scores):
+        scores = np.asarray(scores, dtype=np.float64)
+        low, span = scores.min(), scores.max() - scores.min()
+        out[slots] = (scores - low) / span if span > 0 else 1.0
+    return out

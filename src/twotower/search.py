@@ -20,7 +20,7 @@ import torch
 from twotower import ann, bm25_index, index_folder
 from twotower.devices import select_device
 from twotower.errors import TwoTowerError
-from twotower.fusion import fuse
+from twotower.fusion import fuse_query
 from twotower.index import embed
 from twotower.index import top_k as nearest  # `top_k` is search()'s argument name
 from twotower.model import load_model
@@ -204,14 +204,13 @@ class Searcher:
                 for rank, (score, row, text) in enumerate(zip(scores, rows, self.store.texts(rows)), start=1)]
 
     def _fuse(self, query: str, dense_scores, dense_rows, k: int):
-        """Dense and BM25 runs to hybrid_params.depth, fused as the evaluate stage fuses them."""
+        """Dense and BM25 runs to hybrid_params.depth, fused as the hybrid stage fuses runs."""
         bm25_scores, bm25_rows = bm25_index.top_rows(self.bm25, query, self.bm25_params, len(dense_rows))
-        runs = [pd.DataFrame({"qid": "q", "pid": self.pids[rows], "score": scores.astype(np.float64)})
-                for scores, rows in ((dense_scores, dense_rows), (bm25_scores, bm25_rows))]
-        fused = fuse(*runs, self.hybrid_params).head(k)
-        row_of = dict(zip(self.pids[np.concatenate([dense_rows, bm25_rows])],
-                          np.concatenate([dense_rows, bm25_rows])))
-        return fused["score"].to_numpy(), np.array([row_of[pid] for pid in fused["pid"]], dtype=np.int64)
+        pids, scores = fuse_query(self.pids[dense_rows], dense_scores, self.pids[bm25_rows], bm25_scores,
+                                  self.hybrid_params)
+        all_rows = np.concatenate([dense_rows, bm25_rows])
+        row_of = dict(zip(self.pids[all_rows], all_rows))
+        return scores[:k], np.array([row_of[pid] for pid in pids[:k]], dtype=np.int64)
 
 
 def _text(value) -> str | None:
