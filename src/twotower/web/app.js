@@ -16,14 +16,17 @@ function escapeRegExp(text) {
   return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }
 
-// `text` as nodes, with words that start with a query term wrapped in <mark> ("flea" marks "fleas").
+// `text` as nodes, query terms wrapped in <mark>: a term of 4+ letters also marks the words
+// it starts ("flea" marks "fleas"); a shorter one only itself ("do" leaves "don't" alone).
 function highlighted(text, terms) {
   const fragment = document.createDocumentFragment();
   if (!terms.length) {
     fragment.append(text);
     return fragment;
   }
-  const pattern = new RegExp(`(?<![\\p{L}\\p{N}_])((?:${terms.map(escapeRegExp).join("|")})[\\p{L}\\p{N}_]*)`, "giu");
+  const word = "[\\p{L}\\p{N}_]";
+  const alternatives = terms.map((t) => escapeRegExp(t) + (t.length >= 4 ? `${word}*` : `(?!${word})`));
+  const pattern = new RegExp(`(?<!${word})(?:${alternatives.join("|")})`, "giu");
   let last = 0;
   for (const match of text.matchAll(pattern)) {
     fragment.append(text.slice(last, match.index));
