@@ -78,6 +78,15 @@ def test_a_bad_jsonl_line_is_named(tmp_path):
         read_all(open_source(path))
 
 
+def test_a_tsv_line_with_an_extra_field_is_named_and_one_with_too_few_has_no_text(tmp_path):
+    path = tmp_path / "c.tsv"
+    path.write_text("id\ttext\n1\thello\n2\n")
+    assert read_all(open_source(path)) == (["1", "2"], ["hello", ""])
+    path.write_text("id\ttext\n1\thello\n2\tworld\textra\n")
+    with pytest.raises(TwoTowerError, match="Expected 2 fields in line 3, saw 3"):
+        read_all(open_source(path))
+
+
 def test_rows_without_id_or_text_and_repeated_ids_are_skipped_and_counted():
     seen = {"d0"}
     ids = ["d0", "d1", None, "d2", "d3", "d1", " ", 5]
