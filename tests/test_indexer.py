@@ -2,6 +2,10 @@
 directly, skipped rows counted, an interrupted build resumed, another model refused."""
 
 import json
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pandas as pd
@@ -232,3 +236,34 @@ def test_npy_rows_reads_what_np_load_does(tmp_path):
     np.save(tmp_path / "flat.npy", np.zeros(3))
     with pytest.raises(TwoTowerError, match="expected a C-ordered 2-D array"):
         NpyRows(tmp_path / "flat.npy")
+
+
+def test_a_killed_index_command_resumes_to_the_same_index(tmp_path, model):
+    """SIGKILL, as the OOM killer or a lost machine would: no `finally` runs, a part may be half
+    written in its temporary. The next run must resume and give what an unbroken run gives."""
+    collection = tmp_path / "c.parquet"
+    rows = pd.DataFrame({"id": [f"r{i}" for i in range(30_000)],
+                         "text": [TABLE["text"][i % 8] + f" {i % 97}" for i in range(30_000)]})
+    write_collection(rows, collection, "parquet")
+    command = [sys.executable, "-m", "twotower.cli", "index", str(collection), "--model", str(model),
+               "--part-rows", "500", "--device", "cpu", "-q", "--params", str(tmp_path / "p.yaml")]
+    (tmp_path / "p.yaml").write_text("bm25:\n  k1: 0.9\n")
+    parts = partial_path(tmp_path / "index") / "parts"
+    process = subprocess.Popen([*command, "--out", str(tmp_path / "index")], stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (parts.is_dir() and len(list(parts.glob("*.json"))) >= 3):
+        assert process.poll() is None and time.monotonic() < deadline, "the build ended before it was killed"
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (tmp_path / "index").exists()
+    done = len(list(parts.glob("*.json")))
+    assert 3 <= done < 60
+
+    resumed = subprocess.run([*command, "--out", str(tmp_path / "index")], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming the build in {partial_path(tmp_path / 'index')}: {done} part(s)" in resumed.stdout
+    assert not partial_path(tmp_path / "index").exists()
+    subprocess.run([*command, "--out", str(tmp_path / "whole")], check=True, capture_output=True)
+    for name in ("vectors.npy", "passages.parquet", "dense.faiss"):
+        assert (tmp_path / "index" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
