@@ -183,6 +183,27 @@ def test_searching_with_another_model_is_refused_naming_both(tmp_path, model):
     assert Searcher.from_index(tmp_path / "index", tmp_path / "moved.pt", device="cpu").size == 8
 
 
+def test_a_damaged_index_folder_is_one_line(tmp_path, model):
+    collection = tmp_path / "c.parquet"
+    write_collection(TABLE, collection, "parquet")
+    build([collection], tmp_path / "index", model)
+    manifest_path = tmp_path / "index" / MANIFEST
+    manifest = json.loads(manifest_path.read_text())
+    manifest_path.write_text(json.dumps({**manifest, "passages": 9}))
+    with pytest.raises(TwoTowerError, match="passages.parquet has 8 rows but the manifest says 9"):
+        Searcher.from_index(tmp_path / "index", device="cpu")
+    del manifest["dense"]
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(TwoTowerError, match="manifest.json is incomplete"):
+        Searcher.from_index(tmp_path / "index", device="cpu")
+    manifest_path.write_text("{")
+    with pytest.raises(TwoTowerError, match="is not valid JSON"):
+        Searcher.from_index(tmp_path / "index", device="cpu")
+    manifest_path.unlink()
+    with pytest.raises(TwoTowerError, match="is not a twotower index: it has no manifest.json"):
+        Searcher.from_index(tmp_path / "index", device="cpu")
+
+
 @pytest.mark.parametrize("kind", ["hnsw", "ivf"])
 def test_approximate_indexes_find_the_same_top_hit(tmp_path, model, kind):
     collection = tmp_path / "c.parquet"

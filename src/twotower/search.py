@@ -100,21 +100,26 @@ class Searcher:
         (`model` names where that file is now, if it moved; a different model is an error)."""
         manifest = index_folder.read_manifest(folder)
         folder = Path(folder)
-        searcher = cls.from_model(index_folder.resolve_model(folder, manifest, model), device)
+        try:
+            kind, passages = manifest["dense"]["kind"], manifest["passages"]
+            bm25_params, hybrid_params = Bm25Params(**manifest["bm25"]), HybridParams(**manifest["hybrid"])
+            model_path = index_folder.resolve_model(folder, manifest, model)
+        except (KeyError, TypeError) as exc:
+            raise TwoTowerError(f"{folder / index_folder.MANIFEST} is incomplete ({exc}): rebuild the index") from None
+        searcher = cls.from_model(model_path, device)
         store = index_folder.PassageStore(folder / index_folder.PASSAGES)
-        if len(store) != manifest["passages"]:
+        if len(store) != passages:
             raise TwoTowerError(f"{folder}: {index_folder.PASSAGES} has {len(store)} rows but the "
-                                f"manifest says {manifest['passages']}: rebuild the index")
-        dense = ann.load_index(folder / index_folder.DENSE, manifest["dense"]["kind"], len(store), mmap=True)
+                                f"manifest says {passages}: rebuild the index")
+        dense = ann.load_index(folder / index_folder.DENSE, kind, len(store), mmap=True)
         if dense.d != searcher.model.output_dim:
             raise TwoTowerError(f"{folder}: vectors of {dense.d} dimensions, the model makes "
                                 f"{searcher.model.output_dim}: rebuild the index")
         searcher.faiss_index, searcher.store = dense, store
         searcher.dense_search = functools.partial(ann.search, dense)
         searcher.pids = store.ids
-        searcher.bm25_params = Bm25Params(**manifest["bm25"])
+        searcher.bm25_params, searcher.hybrid_params = bm25_params, hybrid_params
         searcher.bm25 = bm25_index.load(folder / index_folder.BM25, len(store))
-        searcher.hybrid_params = HybridParams(**manifest["hybrid"])
         searcher.manifest = manifest
         return searcher
 
@@ -185,7 +190,6 @@ class Searcher:
         a = self._embed(self.model.encode_queries, [text_a], self.max_len_query)[0]
         b = self._embed(self.model.encode_passages, [text_b], self.max_len_passage)[0]
         return float(np.clip(a @ b, -1.0, 1.0))
-
 
     def _search_index(self, query: str, k: int, mode: str) -> list[Hit]:
         query = self.truncate(query) or query
