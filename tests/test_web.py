@@ -8,9 +8,10 @@ import os
 import re
 import shutil
 
+import pandas as pd
 import pytest
 
-from tests.tiny_index import build_index, served
+from tests.tiny_index import PASSAGES, build_index, served
 
 CHROMIUM = os.environ.get("TWOTOWER_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 # Chromium refuses to run as root with its sandbox; the rest stop it calling Google's hosts.
@@ -71,3 +72,21 @@ def test_an_empty_query_asks_for_one_and_a_reload_repeats_the_search(browser, ur
     assert page.locator('.column[data-mode="hybrid"] .hit .pid').first.inner_text() == "d6"
     assert page.input_value("#q") == "coffee bean"
     page.close()
+
+
+def test_a_passage_holding_html_is_shown_as_text(browser, tmp_path):
+    markup = '<img src=x onerror="document.title=\'owned\'"> <b>oven</b> bread'
+    table = pd.concat([PASSAGES, pd.DataFrame({"id": ["<i>x</i>"], "text": [markup]})], ignore_index=True)
+    with served(build_index(tmp_path, table)) as url:
+        page = browser.new_page()
+        page.goto(url)
+        page.fill("#q", "oven bread <b>")
+        page.press("#q", "Enter")
+        column = page.locator('.column[data-mode="bm25"]')
+        column.locator(".hit").first.wait_for(timeout=30_000)
+        texts = column.locator(".hit .text").all_inner_texts()
+        assert markup in texts
+        assert "<i>x</i>" in column.locator(".hit .pid").all_inner_texts()
+        assert page.locator(".hit img, .hit b, .hit i").count() == 0
+        assert page.title() == "twotower search"
+        page.close()

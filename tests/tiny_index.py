@@ -60,14 +60,14 @@ def write_collection(table: pd.DataFrame, path, format: str, header: bool = True
         Path(path).write_text("\n".join(lines) + "\n")
 
 
-def build_index(root):
-    """The model and collection above, indexed into root/index; returns that folder."""
+def build_index(root, table: pd.DataFrame = PASSAGES):
+    """The model and `table` (the collection above), indexed into root/index; returns that folder."""
     from twotower.collection import open_source
     from twotower.indexer import build_index_folder
     from twotower.params import Bm25Params, EvalParams, HybridParams
 
     make_model(root / "model.pt")
-    write_collection(PASSAGES, root / "c.parquet", "parquet")
+    write_collection(table, root / "c.parquet", "parquet")
     build_index_folder([open_source(root / "c.parquet")], root / "index", root / "model.pt", device="cpu",
                        kind="exact",
                        eval_params=EvalParams(), bm25_params=Bm25Params(), hybrid_params=HybridParams(),
