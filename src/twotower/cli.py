@@ -74,7 +74,7 @@ def index_params(path, explicit: bool):
 
 
 def run_index(args) -> None:
-    from twotower.collection import open_source
+    from twotower.collection import describe_skipped, open_source
     from twotower.indexer import build_index_folder
     from twotower.params import INDEXES
 
@@ -90,7 +90,7 @@ def run_index(args) -> None:
     manifest = build_index_folder(sources, args.out, args.model, kind=kind, eval_params=eval_params,
                                   bm25_params=bm25_params, hybrid_params=hybrid_params, device=args.device,
                                   part_rows=args.part_rows, force=args.force, show_progress=not args.quiet)
-    skipped = ", ".join(f"{n} {why.replace('_', ' ')}" for why, n in manifest["skipped"].items() if n)
+    skipped = describe_skipped(manifest["skipped"])
     seconds = manifest["seconds"]
     print(f"indexed {manifest['passages']} passages of {manifest['rows_read']} rows "
           f"({'skipped: ' + skipped if skipped else 'none skipped'}) into {args.out}: "

@@ -58,6 +58,11 @@ class RowCounts:
             self.skipped[reason] = self.skipped.get(reason, 0) + n
 
 
+def describe_skipped(skipped: dict) -> str:
+    """`1 missing id, 2 duplicate id`: the reasons with a count, for a log line ("" for none)."""
+    return ", ".join(f"{n} {reason.replace('_', ' ')}" for reason, n in skipped.items() if n)
+
+
 def detect_format(path, format: str | None = None) -> str:
     if format is not None:
         if format not in FORMATS:
@@ -119,8 +124,8 @@ def read_batches(source: Source, batch_size: int) -> Iterator[tuple[list, list]]
         yield from _jsonl_batches(source, batch_size)
         return
     chunks = pd.read_csv(source.path, sep="\t", header=0 if source.header else None,
-                             names=None if source.header else ["id", "text"], dtype=str,
-                             keep_default_na=False, na_values=[], quoting=csv.QUOTE_NONE,
+                         names=None if source.header else ["id", "text"], dtype=str,
+                         keep_default_na=False, na_values=[], quoting=csv.QUOTE_NONE,
                          chunksize=batch_size, on_bad_lines="error", encoding="utf-8")
     try:
         for chunk in chunks:

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from twotower import ann, bm25_index
-from twotower.collection import RowCounts, Source, clean_batch, read_batches
+from twotower.collection import RowCounts, Source, clean_batch, describe_skipped, read_batches
 from twotower.errors import TwoTowerError
 from twotower.files import atomic_path, npy_writer, save_npy, write_json, write_parquet
 from twotower.index_folder import (BM25, DENSE, FORMAT, MANIFEST, PASSAGES, TEXT_GROUP_ROWS, VECTORS,
@@ -57,7 +57,8 @@ def build_index_folder(sources: list[Source], out, model_path, *, kind: str, eva
     counts, per_source = _embed_parts(sources, work / PARTS, searcher, part_rows, show_progress)
     del searcher
     if counts.kept == 0:
-        raise TwoTowerError(f"no passages to index: all {counts.read} rows were skipped ({_skipped(counts)})")
+        raise TwoTowerError(f"no passages to index: all {counts.read} rows were skipped "
+                            f"({describe_skipped(counts.skipped) or 'none'})")
     embedded = time.perf_counter()
 
     parts = sorted((work / PARTS).glob("*.json"))
@@ -186,6 +187,3 @@ def _replace(work: Path, out: Path) -> None:
     if old.exists():
         shutil.rmtree(old)
 
-
-def _skipped(counts: RowCounts) -> str:
-    return ", ".join(f"{n} {reason.replace('_', ' ')}" for reason, n in counts.skipped.items() if n) or "none"
