@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from twotower import distributed
-from twotower.ann import build_index, save_index
+from twotower.ann import build_index, save_index, settings
 from twotower.devices import select_device
 from twotower.errors import TwoTowerError, exit_on_error
 from twotower.files import atomic_path
@@ -104,10 +104,7 @@ def write_index(path, pids, params, write_embeddings) -> None:
         pd.DataFrame({"pid": pids}).to_parquet(out / "pids.parquet", index=False)
         vectors = np.load(out / "embeddings.npy", mmap_mode="r")
         if params.index != "exact":
-            save_index(build_index(vectors, params.index, hnsw_m=params.hnsw_m,
-                                   hnsw_ef_construction=params.hnsw_ef_construction,
-                                   hnsw_ef_search=params.hnsw_ef_search, ivf_nlist=params.ivf_nlist,
-                                   ivf_nprobe=params.ivf_nprobe), out / "faiss.index")
+            save_index(build_index(vectors, params.index, **settings(params)), out / "faiss.index")
     print(f"embedded {len(vectors)} passages into {vectors.shape[1]} dimensions"
           + (f"; built a {params.index} index" if params.index != "exact" else ""))
 

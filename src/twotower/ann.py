@@ -18,6 +18,14 @@ from twotower.files import atomic_path
 from twotower.params import INDEXES as KINDS
 
 
+SETTINGS = ("hnsw_m", "hnsw_ef_construction", "hnsw_ef_search", "ivf_nlist", "ivf_nprobe")
+
+
+def settings(params) -> dict:
+    """`build_index`'s keyword arguments from EvalParams (its SETTINGS of the same names)."""
+    return {name: getattr(params, name) for name in SETTINGS}
+
+
 def build_index(vectors: np.ndarray, kind: str = "exact", *, hnsw_m: int = 32,
                 hnsw_ef_construction: int = 200, hnsw_ef_search: int = 128, ivf_nlist: int = 256,
                 ivf_nprobe: int = 32, seed: int = 0, deterministic: bool = True,

@@ -6,7 +6,7 @@ of `part_rows` rows, each saved (vectors, ids and texts, then a json of its row 
 marks it done) before the next is read; a rerun with the same collections, model and part
 size skips the parts already done, and one with anything else starts clean. Memory holds
 one part plus the ids seen so far (to skip repeats); the final vectors are written part by
-part and indexed from a memory map.
+part and fed to faiss in blocks read from that file.
 """
 
 import json
@@ -67,10 +67,7 @@ def build_index_folder(sources: list[Source], out, model_path, *, kind: str, eva
     vectors = NpyRows(work / VECTORS)
     if show_progress:
         log(f"building the {kind} faiss index of {len(vectors)} vectors")
-    dense = ann.build_index(vectors, kind, hnsw_m=eval_params.hnsw_m,
-                            hnsw_ef_construction=eval_params.hnsw_ef_construction,
-                            hnsw_ef_search=eval_params.hnsw_ef_search, ivf_nlist=eval_params.ivf_nlist,
-                            ivf_nprobe=eval_params.ivf_nprobe, block_rows=part_rows)
+    dense = ann.build_index(vectors, kind, **ann.settings(eval_params), block_rows=part_rows)
     ann.save_index(dense, work / DENSE)
     del dense, vectors
     dense_done = time.perf_counter()
@@ -86,10 +83,7 @@ def build_index_folder(sources: list[Source], out, model_path, *, kind: str, eva
         "passages": counts.kept,
         "rows_read": counts.read,
         "skipped": counts.skipped,
-        "dense": {"kind": kind, "hnsw_m": eval_params.hnsw_m,
-                  "hnsw_ef_construction": eval_params.hnsw_ef_construction,
-                  "hnsw_ef_search": eval_params.hnsw_ef_search,
-                  "ivf_nlist": eval_params.ivf_nlist, "ivf_nprobe": eval_params.ivf_nprobe},
+        "dense": {"kind": kind, **ann.settings(eval_params)},
         "bm25": asdict(bm25_params),
         "hybrid": asdict(hybrid_params),
         "seconds": {"embed": round(embedded - started, 1), "dense_index": round(dense_done - embedded, 1),
