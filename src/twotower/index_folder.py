@@ -146,13 +146,19 @@ class NpyRows:
         return self.shape[0]
 
     def __getitem__(self, key) -> np.ndarray:
+        """A contiguous slice, or rows by index (ivf's training sample), through one open file."""
         if isinstance(key, slice):
             start, stop, step = key.indices(len(self))
             if step != 1:
                 raise ValueError("NpyRows slices must be contiguous")
-            rows = max(0, stop - start)
-            with open(self.path, "rb") as file:
-                file.seek(self.offset + start * self._row_bytes)
-                return np.fromfile(file, dtype=self.dtype, count=rows * self.shape[1]).reshape(rows, self.shape[1])
-        return np.stack([self[int(row): int(row) + 1][0] for row in np.asarray(key)]) if len(key) else \
-            np.empty((0, self.shape[1]), dtype=self.dtype)
+            runs = [(start, max(0, stop - start))]
+        else:
+            runs = [(int(row), 1) for row in np.asarray(key)]
+        out = np.empty((sum(n for _, n in runs), self.shape[1]), dtype=self.dtype)
+        with open(self.path, "rb") as file:
+            at = 0
+            for first, n in runs:
+                file.seek(self.offset + first * self._row_bytes)
+                out[at: at + n] = np.fromfile(file, dtype=self.dtype, count=n * self.shape[1]).reshape(n, self.shape[1])
+                at += n
+        return out
