@@ -35,7 +35,6 @@ log = logging.getLogger("twotower.server")
 def create_app(searcher) -> FastAPI:
     """The ASGI app over `searcher` (a `Searcher.from_index`)."""
     app = FastAPI(title="twotower", docs_url=None, redoc_url=None, openapi_url=None)
-    web = WEB
     if searcher.dense_search is not None and not isinstance(searcher.dense_search, MicroBatcher):
         searcher.dense_search = MicroBatcher(searcher.dense_search)
 
@@ -68,9 +67,9 @@ def create_app(searcher) -> FastAPI:
                 "error": f"mode {mode!r} is not one of {', '.join(MODES)}", "accepted": list(MODES)})
         if not q.strip():
             return JSONResponse(status_code=400, content={"error": "q is empty: give a query"})
-        q = q[:MAX_QUERY_CHARS]
+        cut, q = len(q) > MAX_QUERY_CHARS, q[:MAX_QUERY_CHARS]
         query = searcher.truncate(q)
-        truncated = len(q) == MAX_QUERY_CHARS or len(words(q)) > searcher.max_len_query
+        truncated = cut or len(words(q)) > searcher.max_len_query
         started = time.perf_counter()
         try:
             hits = searcher.search(q, k, mode=mode)
@@ -82,9 +81,9 @@ def create_app(searcher) -> FastAPI:
 
     @app.get("/", include_in_schema=False)
     def page():
-        return FileResponse(str(web / "index.html"), media_type="text/html")
+        return FileResponse(str(WEB / "index.html"), media_type="text/html")
 
-    app.mount("/static", StaticFiles(directory=str(web)), name="static")
+    app.mount("/static", StaticFiles(directory=str(WEB)), name="static")
     return app
 
 
