@@ -28,7 +28,7 @@ def main():
     parser.add_argument("--prepared", default="data/prepared")
     args = parser.parse_args()
     embeddings = torch.from_numpy(np.load(Path(args.tokens, "embeddings.npy")))
-    idf = torch.from_numpy(np.load(Path(args.tokens, "idf.npy")))
+    idf = torch.from_numpy(np.load(Path(args.tokens, "term_weights.npy")))
     vocab_size, dim = embeddings.shape
     for weights, name in ((idf, "idf-weighted"), (torch.ones_like(idf), "plain mean")):
         model = TwoTower(ModelConfig(vocab_size=vocab_size, embed_dim=dim), embeddings, weights).eval()

@@ -1,4 +1,6 @@
-"""Stage embed_corpus: encode every test passage with the passage tower.
+"""Stage embed_corpus: encode every test passage with the passage tower, or take the
+teacher's vectors of them (data/teacher_index) when the model has none
+(`model.passage_encoder: teacher`).
 
 Writes data/index/: embeddings.npy (float32 [n, dim], unit rows) and pids.parquet
 (pid: str, row-aligned with the embeddings); with `eval.index` hnsw or ivf also
@@ -23,11 +25,12 @@ from twotower import distributed
 from twotower.ann import build_index, save_index, settings
 from twotower.devices import select_device
 from twotower.errors import TwoTowerError, exit_on_error
-from twotower.files import atomic_path
+from twotower.files import atomic_path, save_npy
 from twotower.model import load_model
 from twotower.params import load_section
 from twotower.prepared import load_split
 from twotower.shards import check_shard, embed_shard, merge_shards, shard_path
+from twotower.teacher_index import load_teacher_index
 from twotower.text import TokenArrays
 
 
@@ -39,6 +42,7 @@ def main(argv=None):
     parser.add_argument("--prepared", default="data/prepared")
     parser.add_argument("--tokens", default="data/tokens")
     parser.add_argument("--split", default="test")
+    parser.add_argument("--teacher-index", default="data/teacher_index")
     parser.add_argument("--out", default="data/index")
     parser.add_argument("--shard", type=int, metavar="K", help="embed only shard K (0-based) into --shard-dir")
     parser.add_argument("--merge", action="store_true", help="merge the shards of --shard-dir into --out")
@@ -57,6 +61,12 @@ def main(argv=None):
 
     device = distributed.setup(select_device(params.device)) if torchrun else select_device(params.device)
     model, _ = load_model(args.model, device)
+    if model.teacher_passages:
+        if torchrun or args.shard is not None:
+            raise TwoTowerError("the teacher's passage vectors are ready-made: run embed_corpus without shards")
+        vectors = load_teacher_index(args.teacher_index, model.cfg.teacher, pids.astype(str).to_numpy())
+        write_index(args.out, pids, params, lambda path: save_npy(np.asarray(vectors, dtype=np.float32), path))
+        return
     passages = TokenArrays.load(Path(args.tokens) / args.split, "passages")
 
     def embed_into(path, shard=0, num_shards=1):

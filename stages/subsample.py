@@ -3,20 +3,35 @@
 Keeps a seeded fraction `data.subsample` of each split's queries (test whole unless
 `data.subsample_test`), drops queries without a selected passage, and reports every
 dropped row and every cleaned text by reason. The raw files are streamed in record batches
-(`twotower.data.prepare_split`), so memory stays bounded whatever their size. With
-`data.ict_passages > 0` it also writes an `ict` split of inverse-cloze pairs made from the
-unlabelled `collection.parquet`.
+(`twotower.data.prepare_split`), so memory stays bounded whatever their size.
+With `data.validation: trec` the validation split is `data.val_queries` graded queries held
+out of the train split, over their pools plus `data.val_distractors` unlabelled passages
+(`twotower.holdout`). With `data.real_queries > 0` and a `queries.parquet`, it writes a
+`real` split: unlabelled real queries and `data.candidate_passages` collection passages
+(`twotower.unlabelled`). With `data.ict_passages > 0` it also writes an `ict` split of
+inverse-cloze pairs made from the unlabelled `collection.parquet`.
 """
 
 import argparse
+from pathlib import Path
 
 from twotower.data import prepare_split
 from twotower.errors import exit_on_error
 from twotower.files import atomic_path
+from twotower.holdout import add_distractors, hold_out
 from twotower.ict import inverse_cloze_pairs
 from twotower.params import load_section
-from twotower.prepared import SPLITS, write_split
+from twotower.prepared import SPLITS, load_split, write_split
 from twotower.raw import check_raw, read_collection
+from twotower.unlabelled import exclude, read_real_queries, real_query_split, sample
+
+
+def unlabelled_passages(raw_dir, seed: int):
+    """The collection's passages in a seeded order (distractors first, then candidates), or
+    None without a collection.parquet."""
+    if not (Path(raw_dir) / "collection.parquet").is_file():
+        return None
+    return read_collection(raw_dir).sample(frac=1.0, random_state=seed).reset_index(drop=True)
 
 
 @exit_on_error
@@ -40,6 +55,33 @@ def main(argv=None):
             for reason, count in sorted(summary.cleaned.items()):
                 if count:
                     print(f"{split}: cleaned {count} {reason}")
+        collection = unlabelled_passages(params.raw_dir, params.seed)
+        if params.validation == "trec":
+            train, validation = hold_out(load_split(out, "train"), params.val_queries, params.seed)
+            distractors = collection.iloc[: params.val_distractors] if collection is not None else None
+            if distractors is not None:
+                validation = add_distractors(validation, distractors)
+            else:
+                print("note: no collection.parquet, so the validation pools have no distractors")
+            write_split(train, out / "train")
+            write_split(validation, out / "validation")
+            print(f"validation: {len(validation.queries)} TREC-DL queries held out of train, "
+                  f"{len(validation.passages)} passages ({len(distractors) if distractors is not None else 0} "
+                  f"distractors); train keeps {len(train.queries)} queries")
+        real = read_real_queries(params.raw_dir) if params.real_queries else None
+        if real is not None:
+            real = sample(exclude(real, *(load_split(out, split) for split in SPLITS)), params.real_queries,
+                          params.seed)
+            if collection is not None:
+                start = params.val_distractors if params.validation == "trec" else 0
+                candidates = collection.iloc[start: start + params.candidate_passages]
+            else:
+                candidates = load_split(out, "train").passages
+                print("note: no collection.parquet, so the real queries' candidates are the train passages")
+            write_split(real_query_split(real, candidates), out / "real")
+            print(f"real: {len(real)} unlabelled real queries, {len(candidates)} candidate passages")
+        elif params.real_queries:
+            print(f"note: no {Path(params.raw_dir) / 'queries.parquet'}: training without real queries")
         if params.ict_passages:
             pairs = inverse_cloze_pairs(read_collection(params.raw_dir), params.ict_passages, params.seed)
             write_split(pairs, out / "ict")

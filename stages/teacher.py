@@ -3,14 +3,17 @@
 Outputs (data/teacher/), every vector float16 and L2-normalised:
 - {split}/queries.npy, {split}/passages.npy: the queries and passages of each split training
   reads (train and, with data.ict_passages > 0, the pseudo-query pairs `ict` made from
-  unlabelled passages: their passages only as far as the triplets use them) and of the
+  unlabelled passages: their passages only as far as the triplets use them), of the `real`
+  split (unlabelled real queries and their candidate passages, all of them) and of the
   validation split (all of it: metrics/teacher.json has the teacher's own validation
   figures, the ceiling for the student's), with their ids in {split}/queries_ids.parquet /
-  passages_ids.parquet. The test split is never encoded: its queries are for reporting only.
-- words.txt + words.npy: the teacher's output for each word alone, for every word of the
-  training texts and the `teacher.glove_words` most frequent GloVe words;
-  pieces.txt + pieces.npy: the same for each token of the teacher's own vocabulary, and its
-  tokenizer.json, so tokenize can compose any other word from its word pieces.
+  passages_ids.parquet. The test split is never encoded here: its queries are for reporting
+  only (the teacher_passages stage encodes the test passages as a search index).
+- pieces.txt + pieces.npy: the teacher's output for each token of its own WordPiece
+  vocabulary alone, and its tokenizer.json (the `tokenize.tokenizer: wordpiece` table);
+  with `tokenize.tokenizer: word`, also words.txt + words.npy: each word alone, for every
+  word of the training texts and the `teacher.glove_words` most frequent GloVe words, so
+  tokenize can compose any other word from its word pieces.
 - manifest.json: the teacher, its dimension and the rows of each part (the log has the
   seconds each part took).
 """
@@ -31,10 +34,12 @@ from twotower.index import to_run, top_k
 from twotower.metrics import evaluate_run
 from twotower.params import load_section
 from twotower.prepared import load_split
-from twotower.teacher import encode_texts, encode_token_pieces, load_teacher, teacher_dir, training_words
+from twotower.teacher import (check_teacher_dir, encode_texts, encode_token_pieces, load_teacher, teacher_dir,
+                              teacher_identity, training_words)
 from twotower.vectors import load_glove
 
-SPLITS = ("train", "validation", "ict")
+SPLITS = ("train", "validation", "real", "ict")
+WHOLE = ("validation", "real")  # splits encoded whole; the others as far as their triplets go
 
 
 def teacher_figures(folder, tables) -> dict:
@@ -57,16 +62,17 @@ def main(argv=None):
     parser.add_argument("--metrics", default="metrics/teacher.json")
     args = parser.parse_args(argv)
     params = load_section("teacher", args.params)
+    tokenizer = load_section("tokenize", args.params).tokenizer
 
-    model_dir = teacher_dir(params.model)
-    teacher = load_teacher(model_dir, select_device(params.device))
+    model_dir = check_teacher_dir(teacher_dir(params.model))
+    teacher = load_teacher(model_dir, select_device(params.device), params.max_seq_length)
     splits = [s for s in SPLITS if Path(args.prepared, s).is_dir()]
     seconds, counts = {}, {}
     with atomic_path(args.out) as out:
         for split in splits:
             tables = load_split(args.prepared, split)
             passages = tables.passages
-            if split != "validation":  # only the passages training will see
+            if split not in WHOLE:  # only the passages training will see
                 used = pd.read_parquet(Path(args.triplets, f"{split}.parquet"), columns=["pos_pid", "neg_pid"])
                 passages = passages[passages["pid"].isin(set(used["pos_pid"]) | set(used["neg_pid"]))]
             for table, frame, key in (("queries", tables.queries, "qid"), ("passages", passages, "pid")):
@@ -81,13 +87,14 @@ def main(argv=None):
                 write_json({f"val/{k}": round(v, 6) for k, v in figures.items()}, args.metrics)
                 print("teacher on validation: " + ", ".join(f"{k} {v:.4f}" for k, v in figures.items()))
 
-        start = time.perf_counter()
-        glove_words, _ = load_glove()
-        words = training_words(args.prepared, [s for s in splits if s != "validation"],
-                               glove_words[: params.glove_words])
-        save_npy(encode_texts(teacher, words, params.word_batch_size, desc="words alone"), out / "words.npy")
-        (out / "words.txt").write_text("\n".join(words) + "\n")
-        seconds["words"], counts["words"] = round(time.perf_counter() - start, 1), len(words)
+        if tokenizer == "word":
+            start = time.perf_counter()
+            glove_words, _ = load_glove()
+            words = training_words(args.prepared, [s for s in splits if s not in WHOLE],
+                                   glove_words[: params.glove_words])
+            save_npy(encode_texts(teacher, words, params.word_batch_size, desc="words alone"), out / "words.npy")
+            (out / "words.txt").write_text("\n".join(words) + "\n")
+            seconds["words"], counts["words"] = round(time.perf_counter() - start, 1), len(words)
 
         start = time.perf_counter()
         pieces, piece_vectors = encode_token_pieces(teacher, params.word_batch_size, desc="word pieces")
@@ -98,7 +105,8 @@ def main(argv=None):
 
         # No timings in the output: it must be the same bytes at every rerun (they go to the log).
         (out / "manifest.json").write_text(json.dumps({
-            "model": params.model, "dim": int(teacher.get_embedding_dimension()), "rows": counts}, indent=2) + "\n")
+            "model": params.model, "dim": int(teacher.get_embedding_dimension()),
+            "space": teacher_identity(params.model, teacher), "rows": counts}, indent=2) + "\n")
     print("teacher seconds: " + ", ".join(f"{k} {v}" for k, v in seconds.items()))
 
 

@@ -165,10 +165,12 @@ def test_distillation_mixes_labels_and_teacher_by_weight_and_pseudo_pairs_take_t
     assert cosine_only(inputs).item() == pytest.approx(0.0, abs=1e-6)
 
 
-def test_only_the_cosine_teacher_loss_needs_a_projection():
-    assert needs_projection(ModelParams(distill_loss="kl+cosine"), 0.5)
-    assert not needs_projection(ModelParams(distill_loss="kl+cosine"), 0.0)
-    assert not needs_projection(ModelParams(distill_loss="kl+margin_mse"), 1.0)
+def test_only_the_cosine_teacher_loss_or_the_teacher_space_needs_a_projection():
+    student = {"output": "student", "passage_encoder": "student"}
+    assert needs_projection(ModelParams(distill_loss="kl+cosine", **student), True)
+    assert not needs_projection(ModelParams(distill_loss="kl+cosine", **student), False)
+    assert not needs_projection(ModelParams(distill_loss="kl+margin_mse", **student), True)
+    assert needs_projection(ModelParams(distill_loss="kl+margin_mse"), False)  # output: teacher
 
 
 @pytest.mark.parametrize("name", sorted(DISTILL_LOSSES))

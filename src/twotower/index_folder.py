@@ -72,11 +72,26 @@ def resolve_model(folder, manifest: dict, model=None) -> Path:
         raise TwoTowerError(f"model not found: {path} (the index {folder} was built with "
                             f"{built_with['path']}; pass --model to name where it is now)")
     digest = file_sha256(path)
-    if digest != built_with["sha256"]:
+    if digest != built_with["sha256"] and built_with.get("passage_encoder") == "teacher":
+        _check_teacher_space(folder, built_with, path)
+    elif digest != built_with["sha256"]:
         raise TwoTowerError(f"the index {folder} was built with model {built_with['path']} "
                             f"(sha256 {built_with['sha256'][:12]}), but {path} is a different model "
                             f"(sha256 {digest[:12]}): rebuild the index with `twotower index` using {path}")
     return path
+
+
+def _check_teacher_space(folder, built_with: dict, path) -> None:
+    """An index of the teacher's passage vectors serves any query tower trained into that
+    teacher's space; one trained for another space (or with its own passage tower) is refused."""
+    from twotower.model import load_model
+
+    model, _ = load_model(path)
+    if model.cfg.passage_encoder != "teacher" or model.cfg.teacher != built_with.get("space"):
+        made = (f"a query tower for teacher space {model.cfg.teacher!r}" if model.teacher_passages
+                else "a model with its own passage tower")
+        raise TwoTowerError(f"the index {folder} holds passage vectors of teacher space {built_with.get('space')!r}, "
+                            f"but {path} is {made}: use a model trained for that space or rebuild the index")
 
 
 class PassageStore:

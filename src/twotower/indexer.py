@@ -52,7 +52,8 @@ def build_index_folder(sources: list[Source], out, model_path, *, kind: str, eva
     dim = searcher.model.output_dim
     ckpt_info = {"path": str(Path(model_path).resolve()), "sha256": state["model_sha256"],
                  "output_dim": dim, "max_len_query": searcher.max_len_query,
-                 "max_len_passage": searcher.max_len_passage}
+                 "max_len_passage": searcher.max_len_passage,
+                 "passage_encoder": searcher.model.cfg.passage_encoder, "space": searcher.model.cfg.teacher}
     work = _work_folder(out, state, log)
     counts, per_source = _embed_parts(sources, work / PARTS, searcher, part_rows, show_progress)
     del searcher

@@ -37,6 +37,7 @@ class LossInputs:
     teacher_neg: torch.Tensor | None = None
     to_teacher: object = None
     labelled: bool = True
+    passages_fixed: bool = False  # pos/neg are the teacher's own vectors: no passage tower to teach
 
 
 def triplet_loss(q, pos, neg, margin: float) -> torch.Tensor:
@@ -120,6 +121,8 @@ def _margin_mse(inputs: LossInputs, params) -> torch.Tensor:
 
 def _vector_cosine(inputs: LossInputs, params) -> torch.Tensor:
     b = len(inputs.q)
+    if inputs.passages_fixed:
+        return params.vector_weight * vector_cosine_loss(inputs.to_teacher(inputs.q), inputs.teacher_q)
     student = torch.cat([inputs.q, inputs.pos[:b], inputs.neg[:b]])
     teacher = torch.cat([inputs.teacher_q, inputs.teacher_pos[:b], inputs.teacher_neg[:b]])
     return params.vector_weight * vector_cosine_loss(inputs.to_teacher(student), teacher)
@@ -132,27 +135,27 @@ DISTILL_LOSSES = {"kl": _kl, "margin_mse": _margin_mse, "cosine": _vector_cosine
 def build_loss(params, distill_weight: float = 0.0):
     """The training loss as a function of one `LossInputs`, from `params` (a `ModelParams`).
 
-    With `distill_weight` w > 0, labelled batches get (1 - w) x `params.loss` on their labels
-    + w x the teacher losses `params.distill_loss` names (summed; `cosine` scaled by
-    `params.vector_weight`), and pseudo-query batches the teacher losses alone.
+    Labelled batches get `params.loss` on their labels, or with `distill_weight` w > 0,
+    (1 - w) x that + w x the teacher losses `params.distill_loss` names (summed; `cosine`
+    scaled by `params.vector_weight`). Unlabelled batches (pseudo-queries, real queries'
+    candidates) get the teacher losses alone, whatever w.
     """
     if params.loss not in LOSSES:
         raise ValueError(f"unknown loss {params.loss!r}")
     labels = partial(LOSSES[params.loss], params=params)
-    if distill_weight == 0:
-        return labels
     teacher_losses = [partial(DISTILL_LOSSES[name], params=params) for name in params.distill_loss.split("+")]
 
     def loss(inputs: LossInputs) -> torch.Tensor:
-        soft = sum(part(inputs) for part in teacher_losses)
         if not inputs.labelled:
-            return soft
-        return (1.0 - distill_weight) * labels(inputs) + distill_weight * soft
+            return sum(part(inputs) for part in teacher_losses)
+        if distill_weight == 0:
+            return labels(inputs)
+        return (1.0 - distill_weight) * labels(inputs) + distill_weight * sum(part(inputs) for part in teacher_losses)
 
     return loss
 
 
-def needs_projection(params, distill_weight: float) -> bool:
+def needs_projection(params, teacher_losses: bool) -> bool:
     """Whether the model needs the student -> teacher projection: for the `cosine` teacher
-    loss, or as its output layer (`model.output: teacher`)."""
-    return params.output == "teacher" or (distill_weight > 0 and "cosine" in params.distill_loss.split("+"))
+    loss (when teacher losses are used at all), or as its output layer (`output: teacher`)."""
+    return params.output == "teacher" or (teacher_losses and "cosine" in params.distill_loss.split("+"))

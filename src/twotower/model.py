@@ -16,7 +16,7 @@ from torch import nn
 from twotower.errors import TwoTowerError
 from twotower.params import ModelParams
 
-CHECKPOINT_FORMAT = 3  # 3: one-way RNN modules per direction (forward_rnns, backward_rnns)
+CHECKPOINT_FORMAT = 4  # 4: passage_encoder, teacher space and WordPiece tokenizer in the checkpoint
 _DEFAULTS = ModelParams()  # the architecture defaults have one source: params.py
 
 
@@ -32,14 +32,17 @@ class ModelConfig:
     shared_encoder: bool = _DEFAULTS.shared_encoder
     freeze_embeddings: bool = _DEFAULTS.freeze_embeddings
     pooling: str = _DEFAULTS.pooling
-    output: str = _DEFAULTS.output
+    output: str = "student"  # a bare config has no teacher space; params choose it (`from_params`)
+    passage_encoder: str = "student"
     teacher_dim: int = 0  # > 0: a learned projection into a teacher's space, for distillation
+    teacher: str = ""  # the teacher's space (`teacher.teacher_identity`) when output is teacher
 
     @classmethod
-    def from_params(cls, params, vocab_size: int, embed_dim: int, teacher_dim: int = 0) -> "ModelConfig":
+    def from_params(cls, params, vocab_size: int, embed_dim: int, teacher_dim: int = 0,
+                    teacher: str = "") -> "ModelConfig":
         """Take the architecture fields of a `ModelParams` (loss settings stay with training)."""
-        keep = {f for f in cls.__dataclass_fields__} - {"vocab_size", "embed_dim", "teacher_dim"}
-        return cls(vocab_size=vocab_size, embed_dim=embed_dim, teacher_dim=teacher_dim,
+        keep = {f for f in cls.__dataclass_fields__} - {"vocab_size", "embed_dim", "teacher_dim", "teacher"}
+        return cls(vocab_size=vocab_size, embed_dim=embed_dim, teacher_dim=teacher_dim, teacher=teacher,
                    **{k: v for k, v in asdict(params).items() if k in keep})
 
 
@@ -113,6 +116,8 @@ class TwoTower(nn.Module):
 
     The table is shared even with separate RNNs: a word means the same in queries and
     passages, and the towers' vectors must live in one space for dot products to mean anything.
+    With `passage_encoder: teacher` there is no passage tower: passages are the teacher's
+    vectors, and the query tower is trained into the teacher's space to search them.
     """
 
     def __init__(self, cfg: ModelConfig, embeddings: torch.Tensor | None = None,
@@ -136,17 +141,26 @@ class TwoTower(nn.Module):
             self.term_weight.weight[0] = 0.0
         self.embedding.weight.requires_grad_(not cfg.freeze_embeddings)
         self.query_encoder = Encoder(cfg, self.embedding, self.term_weight)
-        self.passage_encoder = (self.query_encoder if cfg.shared_encoder
-                                else Encoder(cfg, self.embedding, self.term_weight))
+        self.passage_encoder = (None if cfg.passage_encoder == "teacher" else self.query_encoder
+                                if cfg.shared_encoder else Encoder(cfg, self.embedding, self.term_weight))
         # Maps the towers' vectors into the teacher's space: for the `cosine` teacher loss, and
         # with `output: teacher` as the towers' last layer (search then ranks in that space).
         self.to_teacher = nn.Linear(cfg.embed_dim, cfg.teacher_dim) if cfg.teacher_dim else None
         if cfg.output == "teacher" and self.to_teacher is None:
             raise ValueError("output 'teacher' needs teacher_dim > 0")
+        if cfg.passage_encoder == "teacher" and cfg.output != "teacher":
+            raise ValueError("passage_encoder 'teacher' needs output 'teacher'")
 
-    def forward(self, query_ids, query_lengths, passage_ids, passage_lengths):
-        """Both towers in one call, so DistributedDataParallel sees (and syncs) every step."""
-        return self.encode_queries(query_ids, query_lengths), self.encode_passages(passage_ids, passage_lengths)
+    @property
+    def teacher_passages(self) -> bool:
+        """Whether passages are the teacher's vectors (this model has no passage tower)."""
+        return self.cfg.passage_encoder == "teacher"
+
+    def forward(self, query_ids, query_lengths, passage_ids=None, passage_lengths=None):
+        """Both towers in one call, so DistributedDataParallel sees (and syncs) every step;
+        the query tower alone when passages are the teacher's."""
+        queries = self.encode_queries(query_ids, query_lengths)
+        return queries, (None if passage_ids is None else self.encode_passages(passage_ids, passage_lengths))
 
     @property
     def output_dim(self) -> int:
@@ -162,6 +176,9 @@ class TwoTower(nn.Module):
         return self._out(self.query_encoder(ids, lengths))
 
     def encode_passages(self, ids, lengths):
+        if self.passage_encoder is None:
+            raise TwoTowerError("this model has no passage tower: its passages are the teacher's vectors "
+                                "(model.passage_encoder: teacher)")
         return self._out(self.passage_encoder(ids, lengths))
 
 
@@ -183,8 +200,11 @@ def cpu_state_dict(model: nn.Module) -> dict:
     return state
 
 
-def save_model(model: TwoTower, vocab: list[str], max_len_query: int, max_len_passage: int, path) -> None:
-    """Everything needed to search later, with no params.yaml: weights, config, vocabulary."""
+def save_model(model: TwoTower, vocab: list[str], max_len_query: int, max_len_passage: int, path,
+               tokenizer_json: str | None = None, teacher: dict | None = None) -> None:
+    """Everything needed to search later, with no params.yaml: weights, config, vocabulary,
+    the WordPiece tokenizer's definition when it tokenizes, and when the teacher encodes the
+    passages, how to load it (`teacher`: `model` as `teacher.model` names it, `max_seq_length`)."""
     from twotower.files import atomic_path
 
     with atomic_path(path) as tmp:
@@ -195,6 +215,8 @@ def save_model(model: TwoTower, vocab: list[str], max_len_query: int, max_len_pa
             "vocab": list(vocab),
             "max_len_query": int(max_len_query),
             "max_len_passage": int(max_len_passage),
+            "tokenizer_json": tokenizer_json,
+            "teacher": teacher,
         }, tmp)
 
 

@@ -28,6 +28,10 @@ INDEXES = ("exact", "hnsw", "ivf")
 WORD_VECTORS = ("glove", "teacher")
 DISTILL_LOSSES = ("kl", "margin_mse", "cosine")
 OUTPUTS = ("student", "teacher")
+PASSAGE_ENCODERS = ("student", "teacher")
+TOKENIZERS = ("wordpiece", "word")
+VALIDATIONS = ("trec", "msmarco")
+CANDIDATES = ("teacher", "bm25")
 
 
 def _fail(section, name, value, accepted):
@@ -65,10 +69,21 @@ def _check_bool(section, name, value):
 
 @dataclass(frozen=True)
 class DataParams:
+    """`real_queries`: at most this many unlabelled real queries (queries.parquet) for the
+    query tower; `candidate_passages` unlabelled collection passages to score them against.
+    `validation: trec` holds `val_queries` of the train split's graded TREC-DL queries out of
+    training and ranks them over their pools plus `val_distractors` collection passages, a
+    task shaped like the test; `msmarco` is the raw validation split (v1.1 rows)."""
+
     raw_dir: str = "data/raw"
     subsample: float = 1.0
     subsample_test: bool = False
-    ict_passages: int = 4000
+    ict_passages: int = 0
+    real_queries: int = 50_000
+    candidate_passages: int = 2000
+    validation: str = "trec"
+    val_queries: int = 30
+    val_distractors: int = 1000
     seed: int = 42
 
     def validate(self):
@@ -77,20 +92,34 @@ class DataParams:
         _check_float("data", "subsample", self.subsample, 0, 1, low_open=True)
         _check_bool("data", "subsample_test", self.subsample_test)
         _check_int("data", "ict_passages", self.ict_passages, 0)
+        _check_int("data", "real_queries", self.real_queries, 0)
+        _check_int("data", "candidate_passages", self.candidate_passages, 0)
+        _check_choice("data", "validation", self.validation, VALIDATIONS)
+        _check_int("data", "val_queries", self.val_queries, 1)
+        _check_int("data", "val_distractors", self.val_distractors, 0)
         _check_int("data", "seed", self.seed, 0)
 
 
 @dataclass(frozen=True)
 class TokenizeParams:
+    """`tokenizer: wordpiece` reads text with the teacher's own WordPiece vocabulary (every
+    piece has a teacher vector, so no token is unknown; `min_freq` and `max_vocab` do not
+    apply); `word` with lowercase words. Lengths count tokens of the chosen tokenizer."""
+
+    tokenizer: str = "wordpiece"
     min_freq: int = 1
     max_vocab: int = 200_000
     max_len_query: int = 32
-    max_len_passage: int = 128
+    max_len_passage: int = 256
     seed: int = 42
     vectors: str = "teacher"
-    dim: int = 256
+    dim: int = 384
 
     def validate(self):
+        _check_choice("tokenize", "tokenizer", self.tokenizer, TOKENIZERS)
+        if self.tokenizer == "wordpiece" and self.vectors != "teacher":
+            _fail("tokenize", "vectors", self.vectors, "teacher when tokenize.tokenizer is wordpiece "
+                  "(GloVe has no vectors for word pieces)")
         _check_choice("tokenize", "vectors", self.vectors, WORD_VECTORS)
         _check_int("tokenize", "dim", self.dim, 1)
         _check_int("tokenize", "min_freq", self.min_freq, 1)
@@ -129,10 +158,15 @@ class ModelParams:
     temperature: float = 0.05
     distill_loss: str = "kl+cosine"
     vector_weight: float = 10.0
-    output: str = "student"
+    output: str = "teacher"
+    passage_encoder: str = "teacher"
 
     def validate(self):
         _check_choice("model", "output", self.output, OUTPUTS)
+        _check_choice("model", "passage_encoder", self.passage_encoder, PASSAGE_ENCODERS)
+        if self.passage_encoder == "teacher" and self.output != "teacher":
+            _fail("model", "output", self.output, "teacher when model.passage_encoder is teacher "
+                  "(queries must land in the space of the teacher's passage vectors)")
         parts = self.distill_loss.split("+") if isinstance(self.distill_loss, str) else [None]
         if not parts or any(part not in DISTILL_LOSSES for part in parts) or len(set(parts)) < len(parts):
             _fail("model", "distill_loss", self.distill_loss,
@@ -165,15 +199,21 @@ class TrainParams:
     sparse_embeddings: bool = True
     lr_schedule: str = "constant"
     early_stopping: int = 0
-    ict_epochs: int = 3
+    ict_epochs: int = 0
     resume: bool = True
     seed: int = 42
     device: str = "auto"
     val_depth: int = 100
     val_batch_size: int = 512
     distill_weight: float = 0.5
+    query_epochs: int = 6
+    candidates: str = "teacher"
+    candidate_depth: int = 32
 
     def validate(self):
+        _check_int("train", "query_epochs", self.query_epochs, 0)
+        _check_choice("train", "candidates", self.candidates, CANDIDATES)
+        _check_int("train", "candidate_depth", self.candidate_depth, 2)
         _check_float("train", "distill_weight", self.distill_weight, 0, 1)
         _check_float("train", "lr", self.lr, 0, low_open=True)
         _check_int("train", "bucket_size", self.bucket_size, 1)
@@ -183,7 +223,7 @@ class TrainParams:
         _check_bool("train", "resume", self.resume)
         _check_bool("train", "sparse_embeddings", self.sparse_embeddings)
         _check_int("train", "batch_size", self.batch_size, 1)
-        _check_int("train", "epochs", self.epochs, 1)
+        _check_int("train", "epochs", self.epochs, 0)
         _check_int("train", "grad_accum_steps", self.grad_accum_steps, 1)
         _check_float("train", "grad_clip", self.grad_clip, 0)
         _check_int("train", "seed", self.seed, 0)
@@ -270,6 +310,7 @@ class TeacherParams:
     batch_size: int = 64
     word_batch_size: int = 1024
     glove_words: int = 50_000
+    max_seq_length: int = 256
     device: str = "auto"
 
     def validate(self):
@@ -278,6 +319,7 @@ class TeacherParams:
         _check_int("teacher", "batch_size", self.batch_size, 1)
         _check_int("teacher", "word_batch_size", self.word_batch_size, 1)
         _check_int("teacher", "glove_words", self.glove_words, 0)
+        _check_int("teacher", "max_seq_length", self.max_seq_length, 8, 512)
         _check_choice("teacher", "device", self.device, DEVICES)
 
 

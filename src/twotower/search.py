@@ -25,13 +25,14 @@ from twotower.index import embed
 from twotower.index import top_k as nearest  # `top_k` is search()'s argument name
 from twotower.model import load_model
 from twotower.params import Bm25Params, HybridParams
-from twotower.text import Tokenizer, words
+from twotower.text import Tokenizer, make_tokenizer, words
 
 MODEL = Path("models/model.pt")
 EMBEDDINGS = Path("data/index/embeddings.npy")
 PIDS = Path("data/index/pids.parquet")
 PASSAGES = Path("data/prepared/test/passages.parquet")
 BATCH_SIZE = 256
+TEACHER_BATCH_SIZE = 64
 MODES = ("dense", "bm25", "hybrid")
 
 
@@ -51,8 +52,11 @@ class Searcher:
 
     def __init__(self, model, tokenizer: Tokenizer, max_len_query: int, max_len_passage: int,
                  passage_vectors: np.ndarray | None = None, pids: Sequence | None = None,
-                 texts: Mapping | Sequence | None = None, device="cpu"):
+                 texts: Mapping | Sequence | None = None, device="cpu", teacher: dict | None = None):
+        """`teacher` ({model, max_seq_length}, from the checkpoint) loads the teacher that
+        embeds passages for a model without a passage tower, when it first has to."""
         self.device = torch.device(device)
+        self.teacher_settings, self._teacher = teacher, None
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
         self.max_len_query, self.max_len_passage = int(max_len_query), int(max_len_passage)
@@ -91,8 +95,8 @@ class Searcher:
         """A searcher without an index: rank `documents=` given to each search."""
         device = select_device(device)
         model, ckpt = load_model(path, device)
-        return cls(model, Tokenizer(ckpt["vocab"]), ckpt["max_len_query"], ckpt["max_len_passage"],
-                   device=device)
+        return cls(model, make_tokenizer(ckpt["vocab"], ckpt.get("tokenizer_json")), ckpt["max_len_query"],
+                   ckpt["max_len_passage"], device=device, teacher=ckpt.get("teacher"))
 
     @classmethod
     def from_index(cls, folder, model=None, device="auto") -> "Searcher":
@@ -147,8 +151,25 @@ class Searcher:
 
     def embed_passages(self, texts: Sequence[str], show_progress: bool = True) -> np.ndarray:
         """Unit vectors [len(texts), dim] of `texts` as passages, tokenizing included: what
-        indexing a collection costs per text."""
+        indexing a collection costs per text. By the teacher when the model has no passage tower."""
+        if self.model.teacher_passages:
+            from twotower.teacher import encode_texts
+
+            return encode_texts(self.teacher, list(texts), TEACHER_BATCH_SIZE, dtype=np.float32,
+                                desc="teacher" if show_progress else None)
         return self._embed(self.model.encode_passages, list(texts), self.max_len_passage, show_progress)
+
+    @property
+    def teacher(self):
+        """The sentence encoder that embeds passages for this model, loaded on first use."""
+        if self._teacher is None:
+            from twotower.teacher import load_teacher, teacher_dir
+
+            if not self.teacher_settings:
+                raise TwoTowerError("this model has no passage tower and its checkpoint names no teacher")
+            self._teacher = load_teacher(teacher_dir(self.teacher_settings["model"]), self.device,
+                                         self.teacher_settings.get("max_seq_length"))
+        return self._teacher
 
     def truncate(self, query: str) -> str:
         """The words of `query` the query tower reads (its first max_len_query): what every
@@ -172,7 +193,7 @@ class Searcher:
         if documents is not None:
             texts = list(documents)
             pids = [str(i) for i in range(len(texts))]
-            vectors = self._embed(self.model.encode_passages, texts, self.max_len_passage) if texts else None
+            vectors = self.embed_passages(texts) if texts else None
         elif self.passage_vectors is None:
             raise TwoTowerError("no passage index: pass documents=[...] or use Searcher.from_pipeline()")
         else:
@@ -188,7 +209,7 @@ class Searcher:
     def similarity(self, text_a: str, text_b: str) -> float:
         """Cosine of `text_a` as a query and `text_b` as a passage (the score search ranks by)."""
         a = self._embed(self.model.encode_queries, [text_a], self.max_len_query)[0]
-        b = self._embed(self.model.encode_passages, [text_b], self.max_len_passage)[0]
+        b = self.embed_passages([text_b], show_progress=False)[0]
         return float(np.clip(a @ b, -1.0, 1.0))
 
     def _search_index(self, query: str, k: int, mode: str) -> list[Hit]:

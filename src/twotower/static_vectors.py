@@ -82,6 +82,36 @@ def teacher_word_vectors(vocab: list[str], words, word_vectors, piece_tokens, pi
     return reduced, {"whole": found, "composed": composed, "missing": int(unknown[reserved:].sum())}
 
 
+SIF_A = 1e-3  # SIF's published default (Arora et al. 2017); not tuned here
+
+
+def teacher_piece_vectors(piece_vectors: np.ndarray, dim: int, reserved: int = 2) -> np.ndarray:
+    """The `tokenize.tokenizer: wordpiece` table: the teacher's vector of each of its word
+    pieces alone, centred and reduced by PCA to `dim`, after `reserved` zero rows (<pad>,
+    <unk>). No frequency weighting here: that is the model's term weights (`sif_weights_from_counts`),
+    which training may move."""
+    if dim > piece_vectors.shape[1]:
+        from twotower.errors import TwoTowerError
+
+        raise TwoTowerError(f"tokenize.dim: {dim} is not an integer in [1, {piece_vectors.shape[1]}] "
+                            "(the teacher's dimension)")
+    table = np.zeros((len(piece_vectors) + reserved, dim), dtype=np.float32)
+    table[reserved:] = pca(piece_vectors.astype(np.float32), dim)
+    return table
+
+
+def sif_weights_from_counts(counts: np.ndarray, a: float = SIF_A, reserved: int = 2) -> np.ndarray:
+    """a / (a + p(token)) with p the token's smoothed frequency in `counts` (int [vocab]):
+    SIF's weights from real frequencies, since the WordPiece vocabulary is not ordered by
+    frequency (a Zipf rank from its order would weigh "the" like a rare piece)."""
+    counts = counts.astype(np.float64)
+    counts[:reserved] = 0  # padding is no token
+    p = (counts + 1) / (counts.sum() + len(counts))
+    weights = (a / (a + p)).astype(np.float32)
+    weights[:reserved] = 0.0
+    return weights
+
+
 def load_teacher_words(folder) -> tuple[list[str], np.ndarray, list[str], np.ndarray, object]:
     """The teacher stage's word outputs: (words, their vectors, word pieces, their vectors,
     a function splitting a list of words into word pieces with the teacher's tokenizer)."""
@@ -108,3 +138,22 @@ def load_teacher_words(folder) -> tuple[list[str], np.ndarray, list[str], np.nda
         return [e.tokens for e in tokenizer.encode_batch(batch, add_special_tokens=False)]
 
     return words, word_vectors, pieces, piece_vectors, split_pieces
+
+
+def load_teacher_pieces(folder) -> tuple[list[str], np.ndarray, str]:
+    """The teacher stage's word pieces, their vectors and its tokenizer.json text."""
+    from pathlib import Path
+
+    from twotower.errors import TwoTowerError
+
+    folder = Path(folder)
+    try:
+        pieces = (folder / "pieces.txt").read_text().splitlines()
+        vectors = np.load(folder / "pieces.npy")
+        tokenizer_json = (folder / "tokenizer.json").read_text()
+    except FileNotFoundError as exc:
+        raise TwoTowerError(f"teacher word pieces missing: {exc.filename} (run `dvc repro teacher`; "
+                            "tokenize.tokenizer: wordpiece needs them)") from None
+    if len(pieces) != len(vectors):
+        raise TwoTowerError(f"{folder}: {len(vectors)} piece vectors for {len(pieces)} pieces (rerun `dvc repro teacher`)")
+    return pieces, vectors, tokenizer_json

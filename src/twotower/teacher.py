@@ -31,8 +31,9 @@ def teacher_dir(name: str) -> Path:
     return default_teacher_dir() if name == "minilm" else Path(name)
 
 
-def load_teacher(model_dir, device):
-    """A SentenceTransformer from a local directory, or a one-line error naming it."""
+def load_teacher(model_dir, device, max_seq_length: int | None = None):
+    """A SentenceTransformer from a local directory, or a one-line error naming it; texts
+    are cut at `max_seq_length` word pieces when given."""
     model_dir = Path(model_dir)
     if not (model_dir / "modules.json").is_file() and not (model_dir / "config.json").is_file():
         raise TwoTowerError(f"teacher model directory unreadable: {model_dir} (no modules.json; "
@@ -41,22 +42,43 @@ def load_teacher(model_dir, device):
     from sentence_transformers import SentenceTransformer
 
     try:
-        return SentenceTransformer(str(model_dir), device=str(device), local_files_only=True)
+        teacher = SentenceTransformer(str(model_dir), device=str(device), local_files_only=True)
     except Exception as exc:  # transformers raises OSError, ValueError, KeyError alike for a bad folder
         raise TwoTowerError(f"teacher model directory unreadable: {model_dir} ({type(exc).__name__}; "
                             f"{INSTALL})") from None
+    if max_seq_length:
+        teacher.max_seq_length = max_seq_length
+    return teacher
 
 
-def encode_texts(teacher, texts: list[str], batch_size: int, desc: str | None = None) -> np.ndarray:
-    """float16 [n, dim] unit vectors, with a progress bar when `desc` is given."""
+def check_teacher_dir(model_dir) -> Path:
+    """Fail in a second, not after minutes of encoding, when the folder lacks what the
+    teacher stage copies from it (its WordPiece tokenizer)."""
+    model_dir = Path(model_dir)
+    if not (model_dir / "tokenizer.json").is_file():
+        raise TwoTowerError(f"teacher model directory has no tokenizer.json: {model_dir} ({INSTALL}, or set "
+                            "teacher.model to a sentence-transformers directory with a fast tokenizer)")
+    return model_dir
+
+
+def teacher_identity(model_name: str, teacher) -> str:
+    """Names the space the teacher's vectors live in (model and dimension), so an index made
+    by one teacher is never searched with a query tower trained for another."""
+    return f"{model_name}:{teacher.get_embedding_dimension()}"
+
+
+def encode_texts(teacher, texts: list[str], batch_size: int, desc: str | None = None,
+                 dtype=np.float16) -> np.ndarray:
+    """[n, dim] unit vectors (float16 by default: caches of training targets), with a
+    progress bar when `desc` is given."""
     dim = teacher.get_embedding_dimension()
     if not texts:
-        return np.zeros((0, dim), dtype=np.float16)
+        return np.zeros((0, dim), dtype=dtype)
     if desc:
         print(f"teacher: {desc} ({len(texts)} texts)", flush=True)
     vectors = teacher.encode(list(texts), batch_size=batch_size, normalize_embeddings=True,
                              convert_to_numpy=True, show_progress_bar=bool(desc))
-    return vectors.astype(np.float16)
+    return vectors.astype(dtype)
 
 
 def encode_token_pieces(teacher, batch_size: int, desc: str | None = None) -> tuple[list[str], np.ndarray]:

@@ -1,6 +1,7 @@
-"""Lowercase word tokenizer, vocabulary and fixed-width token-id arrays.
+"""Tokenizers (lowercase words, or the teacher's WordPiece), vocabulary and fixed-width
+token-id arrays.
 
-Id 0 is padding and id 1 unknown, reserved before any word: the original tool padded with
+Id 0 is padding and id 1 unknown, reserved before any token: the original tool padded with
 the id of "the", so every short text looked like it was full of "the".
 """
 
@@ -134,6 +135,58 @@ class Tokenizer:
         return ids, lengths
 
 
+class WordPieceTokenizer:
+    """The teacher's own WordPiece tokenizer (`tokenize.tokenizer: wordpiece`), its pieces
+    mapped onto our ids: `vocab` is [<pad>, <unk>, every piece of the teacher's vocabulary],
+    so any word, however rare or misspelt, becomes pieces that each have a teacher vector.
+    The tokenizer's own lowercasing, accent stripping and punctuation splitting apply.
+    """
+
+    def __init__(self, vocab: list[str], tokenizer_json: str):
+        from tokenizers import Tokenizer as HFTokenizer
+
+        if vocab[:2] != [PAD, UNK]:
+            raise ValueError("vocabulary must start with <pad>, <unk>")
+        self.vocab = list(vocab)
+        self.tokenizer_json = tokenizer_json
+        self._hf = HFTokenizer.from_str(tokenizer_json)
+        self._hf.no_truncation()
+        self._hf.no_padding()
+        ours = {piece: i for i, piece in enumerate(self.vocab)}
+        theirs = self._hf.get_vocab()
+        self._ids = np.full(max(theirs.values()) + 1, UNK_ID, dtype=np.int32)
+        for piece, hf_id in theirs.items():
+            self._ids[hf_id] = ours.get(piece, UNK_ID)
+
+    def __len__(self):
+        return len(self.vocab)
+
+    def encode(self, text: str, max_len: int) -> list[int]:
+        ids, lengths = self.encode_batch([text], max_len)
+        return ids[0, : lengths[0]].tolist()
+
+    def encode_batch(self, texts: Iterable[str], max_len: int) -> tuple[np.ndarray, np.ndarray]:
+        """As `Tokenizer.encode_batch`: (ids int32 [n, max_len], lengths int32 [n]), an empty
+        text becoming [<unk>]."""
+        encodings = self._hf.encode_batch(list(texts), add_special_tokens=False)
+        ids = np.zeros((len(encodings), max_len), dtype=np.int32)
+        lengths = np.zeros(len(encodings), dtype=np.int32)
+        for row, encoding in enumerate(encodings):
+            pieces = encoding.ids[:max_len]
+            ids[row, : len(pieces)] = self._ids[pieces]
+            lengths[row] = len(pieces)
+        empty = lengths == 0
+        ids[empty, 0] = UNK_ID
+        lengths[empty] = 1
+        return ids, lengths
+
+
+def make_tokenizer(vocab: list[str], tokenizer_json: str | None = None):
+    """The tokenizer a vocabulary was built for: WordPiece when the teacher's tokenizer
+    definition comes with it, else lowercase words."""
+    return WordPieceTokenizer(vocab, tokenizer_json) if tokenizer_json else Tokenizer(vocab)
+
+
 @dataclass
 class EncodedCounts:
     """Totals over the rows `encode_to_files` wrote, for the stage's log."""
@@ -142,13 +195,15 @@ class EncodedCounts:
     unknown: int = 0
 
 
-def encode_to_files(tokenizer: Tokenizer, batches: Iterable[list[str]], rows: int, max_len: int,
-                    folder, prefix: str, df: np.ndarray | None = None) -> EncodedCounts:
+def encode_to_files(tokenizer, batches: Iterable[list[str]], rows: int, max_len: int,
+                    folder, prefix: str, df: np.ndarray | None = None,
+                    tf: np.ndarray | None = None) -> EncodedCounts:
     """Encode `rows` texts, given a batch at a time, straight into TokenArrays' files
     `{prefix}_ids.npy` and `{prefix}_lengths.npy`: memory holds one batch whatever `rows`.
 
     With `df` (int64 [vocab]), each id's document frequency over these rows is added to it,
-    from the same batches, so idf needs no second pass over a full-size id matrix.
+    from the same batches, so idf needs no second pass over a full-size id matrix; with `tf`
+    (int64 [vocab]), each id's count of occurrences.
     """
     from twotower.files import npy_writer
 
@@ -165,6 +220,8 @@ def encode_to_files(tokenizer: Tokenizer, batches: Iterable[list[str]], rows: in
             counts.unknown += int((ids == UNK_ID).sum())
             if df is not None:
                 df += document_frequency(ids, len(df))
+            if tf is not None:
+                tf += np.bincount(ids.ravel(), minlength=len(tf))
     return counts
 
 

@@ -1,4 +1,8 @@
-"""The training loop: seed, batch triplets, step, validate each epoch, keep the best epoch."""
+"""The training loop: seed, batch triplets, step, validate each epoch, keep the best epoch.
+
+The best epoch is the one with the highest validation nDCG@10 (`SELECT_ON`): graded, like
+the test's headline measure, on a validation split shaped like the test (`twotower.holdout`).
+"""
 
 import copy
 import math
@@ -16,6 +20,8 @@ from twotower.index import Split, rank
 from twotower.losses import LossInputs
 from twotower.metrics import evaluate_run
 from twotower.teacher import missing_rows
+
+SELECT_ON = "nDCG@10"
 
 
 def seed_everything(seed: int) -> None:
@@ -36,8 +42,15 @@ def triplet_rows(triplets: pd.DataFrame, split: Split) -> tuple[np.ndarray, np.n
 
 
 def validate(model, split: Split, depth: int, batch_size: int, device) -> dict:
-    """The figures that pick the best epoch, from a run `depth` passages deep."""
-    run = rank(model, split, depth=depth, batch_size=batch_size, device=device)
+    """The figures that pick the best epoch, from a run `depth` passages deep (over the
+    teacher's passage vectors when the model has no passage tower)."""
+    vectors = None
+    if getattr(model, "teacher_passages", False):
+        if split.teacher_passages is None or np.isnan(split.teacher_passages[:, 0]).any():
+            raise TwoTowerError("validation needs the teacher's vectors of every validation passage "
+                                "(run `dvc repro teacher`)")
+        vectors = split.teacher_passages.astype(np.float32)
+    run = rank(model, split, depth=depth, batch_size=batch_size, device=device, passage_vectors=vectors)
     return evaluate_run(run, split.qrels, names=["MRR@10", "nDCG@10", "Recall@100"])
 
 
@@ -171,6 +184,7 @@ def _train_epoch(model, split: Split, rows3, batches, loss, updates: Updates, de
     gradients, so the step is that of one process with the whole batch, for every loss.
     """
     q_rows, pos_rows, neg_rows = rows3
+    fixed = getattr(model, "module", model).teacher_passages  # passages are the teacher's vectors
     model.train()
     rank, world = distributed.rank(), distributed.world_size()
     batches = [b for b in batches if len(b) >= world]  # every process must take part in each step
@@ -178,14 +192,19 @@ def _train_epoch(model, split: Split, rows3, batches, loss, updates: Updates, de
     bar = tqdm(batches, desc=desc, unit="batch", disable=not distributed.is_main())
     for step, batch in enumerate(bar):
         rows = batch[rank::world]
+        passage_rows = np.concatenate([pos_rows[rows], neg_rows[rows]])
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            q, both = model(*split.queries.batch(q_rows[rows], device),
-                            *split.passages.batch(np.concatenate([pos_rows[rows], neg_rows[rows]]), device))
+            if fixed:
+                q, _ = model(*split.queries.batch(q_rows[rows], device))
+                both = torch.as_tensor(np.asarray(split.teacher_passages[passage_rows]), dtype=torch.float32,
+                                       device=device)
+            else:
+                q, both = model(*split.queries.batch(q_rows[rows], device), *split.passages.batch(passage_rows, device))
             q, both = q.float(), both.float()
         qids = torch.as_tensor(q_rows[rows], device=device)
         inputs = LossInputs(q, distributed.gather_rows(both[: len(rows)]), distributed.gather_rows(both[len(rows):]),
                             same_query=qids[:, None] == distributed.gather_rows(qids)[None, :],
-                            labelled=split.labelled,
+                            labelled=split.labelled, passages_fixed=fixed,
                             **_teacher_inputs(model, split, q_rows[rows], pos_rows[rows], neg_rows[rows], device))
         loss_value = loss(inputs)
         share = len(rows) * world / len(batch)  # 1 in a single process
@@ -203,9 +222,9 @@ def train(model, train_split: Split, triplets: pd.DataFrame, val_split: Split, p
           on_epoch=None, checkpoint=None, fingerprint: str = "") -> dict:
     """Train `model` in place with `loss` (`twotower.losses.build_loss`) and `params` (a
     `TrainParams`); at the end it holds the weights of the epoch with the best
-    validation MRR@10. `on_epoch(epoch, metrics)` receives each epoch's figures.
+    validation nDCG@10. `on_epoch(epoch, metrics)` receives each epoch's figures.
     `params.lr_schedule: cosine` decays the learning rate to 0 over all steps;
-    `params.early_stopping: N > 0` stops after N epochs without a better MRR@10.
+    `params.early_stopping: N > 0` stops after N epochs without a better nDCG@10.
 
     With a `checkpoint` path, the whole training state (weights, optimizer, schedule, random
     generators, best epoch, figures so far) is saved there after every epoch. If the file
@@ -256,7 +275,7 @@ def train(model, train_split: Split, triplets: pd.DataFrame, val_split: Split, p
     best = state["best"]
     for epoch in range(state["epoch"] + 1, params.epochs + 1):
         if best is not None and params.early_stopping and epoch - 1 - best["epoch"] >= params.early_stopping:
-            print(f"early stopping: no better validation MRR@10 since epoch {best['epoch']}")
+            print(f"early stopping: no better validation {SELECT_ON} since epoch {best['epoch']}")
             break
         batches = epoch_batches(rng.permutation(len(rows3[0])), triplet_lengths, params.batch_size,
                                 params.bucket_size, rng)
@@ -266,7 +285,7 @@ def train(model, train_split: Split, triplets: pd.DataFrame, val_split: Split, p
         if on_epoch:
             on_epoch(epoch, figures)
         state["history"].append((epoch, figures))
-        if best is None or figures["MRR@10"] > best["MRR@10"]:
+        if best is None or figures[SELECT_ON] > best[SELECT_ON]:
             best = {"epoch": epoch, **figures}
             state["best_state"] = copy.deepcopy(model.state_dict())
         state.update(epoch=epoch, best=best)

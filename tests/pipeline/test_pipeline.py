@@ -41,7 +41,7 @@ def random_ranker_ndcg(repo, seeds=range(20)):
 
 
 def test_repro_writes_every_output(project):
-    for path in ("data/prepared/test/qrels.parquet", "data/tokens/vocab.txt", "data/tokens/idf.npy",
+    for path in ("data/prepared/test/qrels.parquet", "data/tokens/vocab.txt", "data/tokens/term_weights.npy",
                  "data/triplets/train.parquet", "models/model.pt", "data/index/embeddings.npy",
                  "plots/eval/precision_recall.png", "plots/eval/precision_recall.csv", "dvc.lock"):
         assert (project / path).is_file(), path
