@@ -5,7 +5,8 @@ Keeps a seeded fraction `data.subsample` of each split's queries (test whole unl
 dropped row and every cleaned text by reason. The raw files are streamed in record batches
 (`twotower.data.prepare_split`), so memory stays bounded whatever their size. With
 `data.ict_passages > 0` it also writes an `ict` split of inverse-cloze pairs made from the
-unlabelled `collection.parquet`.
+unlabelled `collection.parquet`, or, when the raw folder has none (the Hugging Face files),
+from the train split's passages; no pairs (no passage of two sentences), no `ict` split.
 """
 
 import argparse
@@ -13,10 +14,10 @@ import argparse
 from twotower.data import prepare_split
 from twotower.errors import exit_on_error
 from twotower.files import atomic_path
-from twotower.ict import inverse_cloze_pairs
+from twotower.ict import inverse_cloze_pairs, pseudo_query_passages
 from twotower.params import load_section
 from twotower.prepared import SPLITS, write_split
-from twotower.raw import check_raw, read_collection
+from twotower.raw import check_raw
 
 
 @exit_on_error
@@ -41,9 +42,18 @@ def main(argv=None):
                 if count:
                     print(f"{split}: cleaned {count} {reason}")
         if params.ict_passages:
-            pairs = inverse_cloze_pairs(read_collection(params.raw_dir), params.ict_passages, params.seed)
-            write_split(pairs, out / "ict")
-            print(f"ict: {len(pairs.queries)} inverse-cloze pairs from unlabelled passages")
+            passages, source = pseudo_query_passages(params.raw_dir, out / "train" / "passages.parquet",
+                                                     params.ict_passages, params.seed)
+            if source == "train":
+                print(f"note: no collection.parquet in {params.raw_dir}: the inverse-cloze pairs are made "
+                      "from the train split's passages")
+            pairs = inverse_cloze_pairs(passages, params.ict_passages, params.seed)
+            if len(pairs.queries):
+                write_split(pairs, out / "ict")
+                print(f"ict: {len(pairs.queries)} inverse-cloze pairs from "
+                      f"{'unlabelled' if source == 'collection' else 'train'} passages")
+            else:
+                print("note: no inverse-cloze pairs (no sampled passage has two sentences of 4+ words): no ict split")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 Outputs (data/teacher/), every vector float16 and L2-normalised:
 - {split}/queries.npy, {split}/passages.npy: the queries and passages of each split training
-  reads (train and, with data.ict_passages > 0, the pseudo-query pairs `ict` made from
+  reads (train and, when subsample made them, the pseudo-query pairs `ict` made from
   unlabelled passages: their passages only as far as the triplets use them) and of the
   validation split (all of it: metrics/teacher.json has the teacher's own validation
   figures, the ceiling for the student's), with their ids in {split}/queries_ids.parquet /

@@ -5,7 +5,8 @@ metrics/train.json (the best epoch's figures) and plots/train/ (per-epoch curves
 Runs as is under `torchrun --nproc_per_node N -m stages.train ...` (DistributedDataParallel;
 the first process writes the outputs).
 With `train.ict_epochs > 0` the model is first trained on the inverse-cloze split that
-subsample made from unlabelled passages; those epochs come first in the curves.
+subsample made from unlabelled passages; those epochs come first in the curves. Without
+such a split (subsample made no pairs) that phase is skipped, with a note.
 With `train.distill_weight > 0` the teacher stage's vectors (--teacher) join the batches and
 the loss mixes the labels with the teacher's scores (`twotower.losses.build_loss`); the
 pseudo-query pairs then learn from the teacher alone.
@@ -47,6 +48,16 @@ def inputs_fingerprint(param_sections, files) -> str:
     return digest.hexdigest()
 
 
+def ict_split(prepared, tokens, teacher):
+    """The inverse-cloze split to pretrain on, or None, with a note, when subsample made no
+    pairs (no passage it sampled had two sentences; older runs left an empty split)."""
+    ict = load_tokenized(prepared, tokens, "ict", teacher) if Path(prepared, "ict").is_dir() else None
+    if ict is None or len(ict.qids) == 0:
+        print(f"note: no inverse-cloze pairs in {Path(prepared, 'ict')}: skipping the train.ict_epochs pretraining")
+        return None
+    return ict
+
+
 @exit_on_error
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__)
@@ -84,6 +95,7 @@ def main(argv=None):
     model = TwoTower(config, embeddings, idf)
     loss = build_loss(model_params, train_params.distill_weight)
     val_split = load_tokenized(args.prepared, args.tokens, "validation")
+    ict = ict_split(args.prepared, args.tokens, teacher) if train_params.ict_epochs else None
     triplets = pd.read_parquet(Path(args.triplets, "train.parquet"))
     print(f"device {device}; {len(triplets)} training triplets; "
           f"{sum(p.numel() for p in model.parameters() if p.requires_grad)} trainable parameters")
@@ -91,18 +103,12 @@ def main(argv=None):
     fingerprint = inputs_fingerprint(
         [asdict(model_params), asdict(train_params), asdict(tokenize_params)],
         [Path(args.tokens, "vocab.txt"), Path(args.tokens, "embeddings.npy"), Path(args.triplets, "train.parquet"),
-         *([Path(args.triplets, "ict.parquet")] if train_params.ict_epochs else []),
+         *([Path(args.triplets, "ict.parquet")] if ict is not None else []),
          *([Path(teacher, "train", f"{table}.npy") for table in ("queries", "passages")] if teacher else [])])
     checkpoints = Path(args.checkpoints)
 
     def fit(on_epoch):
-        if train_params.ict_epochs:
-            if not Path(args.prepared, "ict").is_dir():
-                raise TwoTowerError("train.ict_epochs > 0 needs data.ict_passages > 0 (no ict split)")
-            ict = load_tokenized(args.prepared, args.tokens, "ict", teacher)
-            if len(ict.qids) == 0:
-                raise TwoTowerError("train.ict_epochs > 0 but subsample made no inverse-cloze pairs (only "
-                                    "passages of two or more sentences make one): set train.ict_epochs: 0")
+        if ict is not None:
             print(f"pretraining on inverse-cloze pairs for {train_params.ict_epochs} epoch(s)")
             train(model, ict,
                   pd.read_parquet(Path(args.triplets, "ict.parquet")), val_split,

@@ -433,3 +433,26 @@ def test_missing_tokens_are_one_line_naming_the_stage(tmp_path):
     params = write_params(tmp_path, train={"device": "cpu"})
     assert_one_line_error(run_stage("stages.train", "--params", str(params), *stage_args("stages.train", tmp_path)),
                           "run the tokenize stage")
+
+
+def test_train_without_inverse_cloze_pairs_skips_that_phase_with_a_note(prepared_and_tokens, tmp_path, capsys):
+    """The tiny passages are single sentences, so subsample made no ict split: the default
+    train.ict_epochs has nothing to pretrain on, and training goes on without it."""
+    _, prepared, tokens = prepared_and_tokens
+    assert not (prepared / "ict").exists()
+    params = write_params(tmp_path, triplets={"per_query": 2}, model={"hidden_dim": 8},
+                          train={"epochs": 1, "batch_size": 16, "device": "cpu", "distill_weight": 0})
+    triplets = tmp_path / "triplets"
+    result = run_stage("stages.build_triplets", "--params", str(params), "--prepared", str(prepared),
+                       "--out", str(triplets))
+    assert result.returncode == 0, result.stderr
+    assert not (triplets / "ict.parquet").exists()
+    importlib.import_module("stages.train").main([
+        "--params", str(params), "--prepared", str(prepared), "--tokens", str(tokens), "--triplets", str(triplets),
+        "--teacher", str(tmp_path / "no-teacher"), "--model", str(tmp_path / "model.pt"),
+        "--metrics", str(tmp_path / "train.json"), "--plots", str(tmp_path / "plots"),
+        "--checkpoints", str(tmp_path / "checkpoints")])
+    out = capsys.readouterr().out.splitlines()
+    assert f"note: no inverse-cloze pairs in {prepared / 'ict'}: skipping the train.ict_epochs pretraining" in out
+    assert not any(line.startswith("pretraining") for line in out)
+    assert (tmp_path / "model.pt").is_file() and (tmp_path / "train.json").is_file()
