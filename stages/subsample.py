@@ -15,6 +15,7 @@ from twotower.data import prepare_split
 from twotower.errors import exit_on_error
 from twotower.files import atomic_path
 from twotower.ict import inverse_cloze_pairs, pseudo_query_passages
+from twotower.param_rules import check_params_file
 from twotower.params import load_section
 from twotower.prepared import SPLITS, write_split
 from twotower.raw import check_raw
@@ -27,6 +28,7 @@ def main(argv=None):
     parser.add_argument("--out", default="data/prepared")
     args = parser.parse_args(argv)
     params = load_section("data", args.params)
+    check_params_file(args.params)
     check_raw(params.raw_dir)
 
     with atomic_path(args.out) as out:

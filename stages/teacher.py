@@ -29,6 +29,7 @@ from twotower.errors import exit_on_error
 from twotower.files import atomic_path, save_npy, write_json, write_parquet
 from twotower.index import to_run, top_k
 from twotower.metrics import evaluate_run
+from twotower.param_rules import check_params_file
 from twotower.params import load_section
 from twotower.prepared import load_split
 from twotower.teacher import encode_texts, encode_token_pieces, load_teacher, teacher_dir, training_words
@@ -57,6 +58,7 @@ def main(argv=None):
     parser.add_argument("--metrics", default="metrics/teacher.json")
     args = parser.parse_args(argv)
     params = load_section("teacher", args.params)
+    check_params_file(args.params)
 
     model_dir = teacher_dir(params.model)
     teacher = load_teacher(model_dir, select_device(params.device))

@@ -18,6 +18,7 @@ import numpy as np
 
 from twotower.errors import exit_on_error
 from twotower.files import atomic_path, save_npy
+from twotower.param_rules import check_params_file
 from twotower.params import load_section
 from twotower.static_vectors import load_teacher_words, teacher_word_vectors
 from twotower.prepared import SPLITS, prepared_file, table_rows, text_batches
@@ -43,6 +44,7 @@ def main(argv=None):
     parser.add_argument("--out", default="data/tokens")
     args = parser.parse_args(argv)
     params = load_section("tokenize", args.params)
+    check_params_file(args.params)
 
     names = [*SPLITS, *(["ict"] if Path(args.prepared, "ict").is_dir() else [])]
     files = {(name, table): prepared_file(args.prepared, name, table) for name in names for table in TABLES}

@@ -33,6 +33,7 @@ from twotower.errors import TwoTowerError, exit_on_error
 from twotower.files import atomic_path, write_json
 from twotower.losses import build_loss, needs_projection
 from twotower.model import ModelConfig, TwoTower, save_model
+from twotower.param_rules import check_params_file
 from twotower.params import load_section
 from twotower.tokenized import load_tokenized
 from twotower.training import seed_everything, train
@@ -74,6 +75,7 @@ def main(argv=None):
     model_params = load_section("model", args.params)
     train_params = load_section("train", args.params)
     tokenize_params = load_section("tokenize", args.params)
+    check_params_file(args.params)
 
     seed_everything(train_params.seed)
     device = distributed.setup(select_device(train_params.device))
@@ -82,9 +84,6 @@ def main(argv=None):
         embeddings = torch.from_numpy(np.load(Path(args.tokens, "embeddings.npy")))
     except FileNotFoundError as exc:
         raise TwoTowerError(f"tokens missing: {exc.filename} (run the tokenize stage)") from None
-    if model_params.output == "teacher" and train_params.distill_weight == 0:
-        raise TwoTowerError("model.output: teacher needs train.distill_weight > 0 (the towers learn the "
-                            "teacher's space from the teacher)")
     teacher = args.teacher if train_params.distill_weight > 0 else None
     train_split = load_tokenized(args.prepared, args.tokens, "train", teacher)
     teacher_dim = (train_split.teacher_queries.shape[1]

@@ -380,6 +380,41 @@ def test_invalid_train_param_message(tmp_path, capsys, stage, section, key, valu
     assert not (tmp_path / "absent").exists()
 
 
+CROSS_SECTION_CASES = {
+    "stages.subsample": ({"data": {"ict_passages": 0}}, "error: train.ict_epochs: 3 needs data.ict_passages > 0"),
+    "stages.tokenize": ({"tokenize": {"dim": 1000}}, "error: tokenize.dim: 1000 is not an integer in [1, 384] "),
+    "stages.build_triplets": ({"model": {"output": "teacher"}, "train": {"distill_weight": 0}},
+                              "error: model.output: teacher needs train.distill_weight > 0, got 0 "),
+}
+
+
+@pytest.fixture(scope="module")
+def cross_section_runs(tmp_path_factory):
+    jobs = {}
+    for stage, (sections, _) in CROSS_SECTION_CASES.items():
+        folder = tmp_path_factory.mktemp("rules")
+        jobs[stage] = (stage, ["--params", str(write_params(folder, **sections)), *stage_args(stage, folder)])
+    return {stage: (result, Path(jobs[stage][1][1]).parent) for stage, result in run_stages(jobs).items()}
+
+
+@pytest.mark.parametrize("stage", list(CROSS_SECTION_CASES))
+def test_params_that_break_a_rule_across_sections_stop_any_stage_before_its_data(cross_section_runs, stage):
+    """A stage checks the rules even where they concern other stages' sections: the first
+    stage `dvc repro` runs stops, not the one that would fail an hour later."""
+    result, folder = cross_section_runs[stage]
+    assert assert_one_line_error(result).startswith(CROSS_SECTION_CASES[stage][1])
+    assert not (folder / "absent").exists()
+
+
+def test_train_stops_on_teacher_output_without_distillation_before_its_data(tmp_path, capsys):
+    params = write_params(tmp_path, model={"output": "teacher"}, train={"distill_weight": 0})
+    with pytest.raises(SystemExit) as exit_info:
+        importlib.import_module("stages.train").main(["--params", str(params), *stage_args("stages.train", tmp_path)])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == ("error: model.output: teacher needs train.distill_weight > 0, got 0 (the towers "
+                                       "learn the teacher's space from the teacher)\n")
+
+
 def test_unknown_param_names_the_typo_and_the_accepted_keys(tmp_path):
     params = write_params(tmp_path, data={"subsampel": 0.5})
     line = assert_one_line_error(run_stage("stages.subsample", "--params", str(params),
