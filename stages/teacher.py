@@ -32,7 +32,8 @@ from twotower.metrics import evaluate_run
 from twotower.param_rules import check_params_file
 from twotower.params import load_section
 from twotower.prepared import load_split
-from twotower.teacher import encode_texts, encode_token_pieces, load_teacher, teacher_dir, training_words
+from twotower.teacher import (check_teacher_dir, encode_texts, encode_token_pieces, load_teacher, teacher_dir,
+                              training_words)
 from twotower.vectors import load_glove
 
 SPLITS = ("train", "validation", "ict")
@@ -61,6 +62,7 @@ def main(argv=None):
     check_params_file(args.params)
 
     model_dir = teacher_dir(params.model)
+    check_teacher_dir(model_dir)
     teacher = load_teacher(model_dir, select_device(params.device))
     splits = [s for s in SPLITS if Path(args.prepared, s).is_dir()]
     seconds, counts = {}, {}

@@ -491,3 +491,20 @@ def test_train_without_inverse_cloze_pairs_skips_that_phase_with_a_note(prepared
     assert f"note: no inverse-cloze pairs in {prepared / 'ict'}: skipping the train.ict_epochs pretraining" in out
     assert not any(line.startswith("pretraining") for line in out)
     assert (tmp_path / "model.pt").is_file() and (tmp_path / "train.json").is_file()
+
+
+def test_teacher_folder_without_tokenizer_json_stops_before_loading_the_model(tmp_path, capsys, monkeypatch):
+    """The stage copies tokenizer.json for tokenize only after minutes of encoding."""
+    folder = tmp_path / "teacher-model"
+    folder.mkdir()
+    (folder / "modules.json").write_text("[]")
+    (folder / "config.json").write_text('{"hidden_size": 8}')
+    stage = importlib.import_module("stages.teacher")
+    monkeypatch.setattr(stage, "load_teacher", lambda *args: pytest.fail("the model was loaded"))
+    params = write_params(tmp_path, teacher={"model": str(folder), "device": "cpu"}, tokenize={"dim": 8})
+    with pytest.raises(SystemExit) as exit_info:
+        stage.main(["--params", str(params), *stage_args("stages.teacher", tmp_path)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: teacher model directory has no tokenizer.json: {folder} (") and err.count("\n") == 1
+    assert not (tmp_path / "absent").exists()

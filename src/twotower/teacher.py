@@ -31,12 +31,27 @@ def teacher_dir(name: str) -> Path:
     return default_teacher_dir() if name == "minilm" else Path(name)
 
 
-def load_teacher(model_dir, device):
-    """A SentenceTransformer from a local directory, or a one-line error naming it."""
-    model_dir = Path(model_dir)
+def _check_model_files(model_dir: Path) -> None:
     if not (model_dir / "modules.json").is_file() and not (model_dir / "config.json").is_file():
         raise TwoTowerError(f"teacher model directory unreadable: {model_dir} (no modules.json; "
                             f"{INSTALL}, or set teacher.model to a sentence-transformers directory)")
+
+
+def check_teacher_dir(model_dir) -> None:
+    """A one-line error naming `model_dir` unless it holds a model and the tokenizer.json that
+    the teacher stage copies for tokenize (which composes words from the teacher's word
+    pieces with it): checked before loading, as the copy comes after minutes of encoding."""
+    model_dir = Path(model_dir)
+    _check_model_files(model_dir)
+    if not (model_dir / "tokenizer.json").is_file():
+        raise TwoTowerError(f"teacher model directory has no tokenizer.json: {model_dir} (tokenize splits words "
+                            "into the teacher's word pieces with it: use a folder saved with a fast tokenizer)")
+
+
+def load_teacher(model_dir, device):
+    """A SentenceTransformer from a local directory, or a one-line error naming it."""
+    model_dir = Path(model_dir)
+    _check_model_files(model_dir)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local directory needs no hub; never wait on one
     from sentence_transformers import SentenceTransformer
 
