@@ -9,6 +9,7 @@ import argparse
 from twotower.bm25 import bm25_run
 from twotower.errors import exit_on_error
 from twotower.metrics import save_run_and_metrics
+from twotower.param_rules import check_params_file
 from twotower.params import load_section
 from twotower.prepared import load_split
 
@@ -24,6 +25,7 @@ def main(argv=None):
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     params = load_section("bm25", args.params)
+    check_params_file(args.params)
 
     tables = load_split(args.prepared, args.split)
     print(f"BM25 (k1 {params.k1}, b {params.b}, {params.method}, stemmer {params.stemmer}, "

@@ -13,6 +13,7 @@ from pathlib import Path
 from twotower.bm25 import bm25_run
 from twotower.errors import exit_on_error
 from twotower.files import write_parquet
+from twotower.param_rules import check_params_file
 from twotower.params import load_section
 from twotower.prepared import load_split
 from twotower.triplets import build_triplets
@@ -27,6 +28,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     params = load_section("triplets", args.params)
     bm25_params = load_section("bm25", args.params) if params.negatives == "bm25" else None
+    check_params_file(args.params)
 
     splits = [("train", params.negatives, params.per_query), ("validation", params.negatives, params.per_query)]
     if Path(args.prepared, "ict").is_dir():

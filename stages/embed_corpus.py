@@ -27,6 +27,7 @@ from twotower.devices import select_device
 from twotower.errors import TwoTowerError, exit_on_error
 from twotower.files import atomic_path, save_npy
 from twotower.model import load_model
+from twotower.param_rules import check_params_file
 from twotower.params import load_section
 from twotower.prepared import load_split
 from twotower.shards import check_shard, embed_shard, merge_shards, shard_path
@@ -51,6 +52,7 @@ def main(argv=None):
                                                        "removed after the merge)")
     args = parser.parse_args(argv)
     params = load_section("eval", args.params)
+    check_params_file(args.params)
     torchrun = int(os.environ.get("WORLD_SIZE", "1")) > 1
     check_args(args, torchrun)
     pids = load_split(args.prepared, args.split).passages["pid"]

@@ -20,6 +20,7 @@ from twotower.files import atomic_path
 from twotower.index import Split, embed, rank, to_run
 from twotower.metrics import precision_recall_curve, save_run_and_metrics
 from twotower.model import load_model
+from twotower.param_rules import check_params_file
 from twotower.params import load_section
 from twotower.plots import plot_precision_recall
 from twotower.prepared import load_split
@@ -40,6 +41,7 @@ def main(argv=None):
     parser.add_argument("--plots", default="plots/eval")
     args = parser.parse_args(argv)
     params = load_section("eval", args.params)
+    check_params_file(args.params)
 
     device = select_device(params.device)
     model, _ = load_model(args.model, device)

@@ -10,6 +10,7 @@ import argparse
 from twotower.errors import exit_on_error
 from twotower.fusion import fuse
 from twotower.metrics import save_run_and_metrics
+from twotower.param_rules import check_params_file
 from twotower.params import load_section
 from twotower.prepared import load_split
 from twotower.runs import read_trec_run
@@ -27,6 +28,7 @@ def main(argv=None):
     parser.add_argument("--metrics", default="metrics/hybrid.json")
     args = parser.parse_args(argv)
     params = load_section("hybrid", args.params)
+    check_params_file(args.params)
 
     tables = load_split(args.prepared, args.split)
     how = f"rrf, k {params.rrf_k}" if params.method == "rrf" else f"weighted, two-tower weight {params.weight}"

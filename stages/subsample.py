@@ -9,7 +9,9 @@ out of the train split, over their pools plus `data.val_distractors` unlabelled 
 (`twotower.holdout`). With `data.real_queries > 0` and a `queries.parquet`, it writes a
 `real` split: unlabelled real queries and `data.candidate_passages` collection passages
 (`twotower.unlabelled`). With `data.ict_passages > 0` it also writes an `ict` split of
-inverse-cloze pairs made from the unlabelled `collection.parquet`.
+inverse-cloze pairs made from the unlabelled `collection.parquet`, or, when the raw folder
+has none (the Hugging Face files), from the train split's passages; no pairs (no passage of
+two sentences), no `ict` split.
 """
 
 import argparse
@@ -19,7 +21,8 @@ from twotower.data import prepare_split
 from twotower.errors import exit_on_error
 from twotower.files import atomic_path
 from twotower.holdout import add_distractors, hold_out
-from twotower.ict import inverse_cloze_pairs
+from twotower.ict import inverse_cloze_pairs, pseudo_query_passages
+from twotower.param_rules import check_params_file
 from twotower.params import load_section
 from twotower.prepared import SPLITS, load_split, write_split
 from twotower.raw import check_raw, read_collection
@@ -41,6 +44,7 @@ def main(argv=None):
     parser.add_argument("--out", default="data/prepared")
     args = parser.parse_args(argv)
     params = load_section("data", args.params)
+    check_params_file(args.params)
     check_raw(params.raw_dir)
 
     with atomic_path(args.out) as out:
@@ -83,9 +87,18 @@ def main(argv=None):
         elif params.real_queries:
             print(f"note: no {Path(params.raw_dir) / 'queries.parquet'}: training without real queries")
         if params.ict_passages:
-            pairs = inverse_cloze_pairs(read_collection(params.raw_dir), params.ict_passages, params.seed)
-            write_split(pairs, out / "ict")
-            print(f"ict: {len(pairs.queries)} inverse-cloze pairs from unlabelled passages")
+            passages, source = pseudo_query_passages(params.raw_dir, out / "train" / "passages.parquet",
+                                                     params.ict_passages, params.seed)
+            if source == "train":
+                print(f"note: no collection.parquet in {params.raw_dir}: the inverse-cloze pairs are made "
+                      "from the train split's passages")
+            pairs = inverse_cloze_pairs(passages, params.ict_passages, params.seed)
+            if len(pairs.queries):
+                write_split(pairs, out / "ict")
+                print(f"ict: {len(pairs.queries)} inverse-cloze pairs from "
+                      f"{'unlabelled' if source == 'collection' else 'train'} passages")
+            else:
+                print("note: no inverse-cloze pairs (no sampled passage has two sentences of 4+ words): no ict split")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 Outputs (data/teacher/), every vector float16 and L2-normalised:
 - {split}/queries.npy, {split}/passages.npy: the queries and passages of each split training
-  reads (train and, with data.ict_passages > 0, the pseudo-query pairs `ict` made from
+  reads (train and, when subsample made them, the pseudo-query pairs `ict` made from
   unlabelled passages: their passages only as far as the triplets use them), of the `real`
   split (unlabelled real queries and their candidate passages, all of them) and of the
   validation split (all of it: metrics/teacher.json has the teacher's own validation
@@ -32,6 +32,7 @@ from twotower.errors import exit_on_error
 from twotower.files import atomic_path, save_npy, write_json, write_parquet
 from twotower.index import to_run, top_k
 from twotower.metrics import evaluate_run
+from twotower.param_rules import check_params_file
 from twotower.params import load_section
 from twotower.prepared import load_split
 from twotower.teacher import (check_teacher_dir, encode_texts, encode_token_pieces, load_teacher, teacher_dir,
@@ -63,6 +64,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     params = load_section("teacher", args.params)
     tokenizer = load_section("tokenize", args.params).tokenizer
+    check_params_file(args.params)
 
     model_dir = check_teacher_dir(teacher_dir(params.model))
     teacher = load_teacher(model_dir, select_device(params.device), params.max_seq_length)

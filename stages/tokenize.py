@@ -23,6 +23,7 @@ import numpy as np
 
 from twotower.errors import exit_on_error
 from twotower.files import atomic_path, save_npy
+from twotower.param_rules import check_params_file
 from twotower.params import load_section
 from twotower.static_vectors import (load_teacher_pieces, load_teacher_words, sif_weights_from_counts,
                                      teacher_piece_vectors, teacher_word_vectors)
@@ -52,6 +53,7 @@ def main(argv=None):
     parser.add_argument("--out", default="data/tokens")
     args = parser.parse_args(argv)
     params = load_section("tokenize", args.params)
+    check_params_file(args.params)
 
     names = [*SPLITS, *(name for name in OPTIONAL_SPLITS if Path(args.prepared, name).is_dir())]
     files = {(name, table): prepared_file(args.prepared, name, table) for name in names for table in TABLES}

@@ -41,6 +41,7 @@ from twotower.errors import TwoTowerError, exit_on_error
 from twotower.files import atomic_path, write_json
 from twotower.losses import build_loss, needs_projection
 from twotower.model import ModelConfig, TwoTower, save_model
+from twotower.param_rules import check_params_file
 from twotower.params import load_section
 from twotower.prepared import load_split
 from twotower.tokenized import load_tokenized
@@ -55,6 +56,16 @@ def inputs_fingerprint(param_sections, files) -> str:
             for block in iter(lambda: f.read(1 << 20), b""):
                 digest.update(block)
     return digest.hexdigest()
+
+
+def ict_split(prepared, tokens, teacher):
+    """The inverse-cloze split to pretrain on, or None, with a note, when subsample made no
+    pairs (no passage it sampled had two sentences; older runs left an empty split)."""
+    ict = load_tokenized(prepared, tokens, "ict", teacher) if Path(prepared, "ict").is_dir() else None
+    if ict is None or len(ict.qids) == 0:
+        print(f"note: no inverse-cloze pairs in {Path(prepared, 'ict')}: skipping the train.ict_epochs pretraining")
+        return None
+    return ict
 
 
 def real_query_triplets(split, prepared, params, bm25_params) -> pd.DataFrame:
@@ -85,6 +96,7 @@ def main(argv=None):
     tokenize_params = load_section("tokenize", args.params)
     teacher_params = load_section("teacher", args.params)
     bm25_params = load_section("bm25", args.params) if train_params.candidates == "bm25" else None
+    check_params_file(args.params)
 
     seed_everything(train_params.seed)
     device = distributed.setup(select_device(train_params.device))
@@ -96,9 +108,6 @@ def main(argv=None):
         raise TwoTowerError(f"tokens missing: {exc.filename} (run the tokenize stage)") from None
     tokenizer_path = Path(args.tokens, "tokenizer.json")
     tokenizer_json = tokenizer_path.read_text() if tokenizer_path.is_file() else None
-    if model_params.output == "teacher" and train_params.distill_weight == 0 and not train_params.query_epochs:
-        raise TwoTowerError("model.output: teacher needs train.distill_weight > 0 or train.query_epochs > 0 "
-                            "(the towers learn the teacher's space from the teacher)")
     uses_teacher = (train_params.distill_weight > 0 or train_params.query_epochs > 0 or train_params.ict_epochs > 0
                     or model_params.passage_encoder == "teacher")
     teacher = args.teacher if uses_teacher else None
@@ -117,13 +126,10 @@ def main(argv=None):
           f"{sum(p.numel() for p in model.parameters() if p.requires_grad)} trainable parameters")
 
     phases = []  # (name, split, triplets, params)
-    if train_params.ict_epochs:
-        if Path(args.prepared, "ict").is_dir():
-            ict = load_tokenized(args.prepared, args.tokens, "ict", teacher)
-            phases.append(("inverse-cloze pairs", ict, pd.read_parquet(Path(args.triplets, "ict.parquet")),
-                           replace(train_params, epochs=train_params.ict_epochs, early_stopping=0)))
-        else:
-            print("note: train.ict_epochs > 0 but there is no ict split (data.ict_passages: 0): phase skipped")
+    ict = ict_split(args.prepared, args.tokens, teacher) if train_params.ict_epochs else None
+    if ict is not None:
+        phases.append(("inverse-cloze pairs", ict, pd.read_parquet(Path(args.triplets, "ict.parquet")),
+                       replace(train_params, epochs=train_params.ict_epochs, early_stopping=0)))
     if train_params.query_epochs:
         if Path(args.prepared, "real").is_dir():
             real = load_tokenized(args.prepared, args.tokens, "real", args.teacher)

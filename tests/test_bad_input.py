@@ -380,6 +380,41 @@ def test_invalid_train_param_message(tmp_path, capsys, stage, section, key, valu
     assert not (tmp_path / "absent").exists()
 
 
+CROSS_SECTION_CASES = {
+    "stages.subsample": ({"data": {"ict_passages": 0}}, "error: train.ict_epochs: 3 needs data.ict_passages > 0"),
+    "stages.tokenize": ({"tokenize": {"dim": 1000}}, "error: tokenize.dim: 1000 is not an integer in [1, 384] "),
+    "stages.build_triplets": ({"model": {"output": "teacher"}, "train": {"distill_weight": 0}},
+                              "error: model.output: teacher needs train.distill_weight > 0, got 0 "),
+}
+
+
+@pytest.fixture(scope="module")
+def cross_section_runs(tmp_path_factory):
+    jobs = {}
+    for stage, (sections, _) in CROSS_SECTION_CASES.items():
+        folder = tmp_path_factory.mktemp("rules")
+        jobs[stage] = (stage, ["--params", str(write_params(folder, **sections)), *stage_args(stage, folder)])
+    return {stage: (result, Path(jobs[stage][1][1]).parent) for stage, result in run_stages(jobs).items()}
+
+
+@pytest.mark.parametrize("stage", list(CROSS_SECTION_CASES))
+def test_params_that_break_a_rule_across_sections_stop_any_stage_before_its_data(cross_section_runs, stage):
+    """A stage checks the rules even where they concern other stages' sections: the first
+    stage `dvc repro` runs stops, not the one that would fail an hour later."""
+    result, folder = cross_section_runs[stage]
+    assert assert_one_line_error(result).startswith(CROSS_SECTION_CASES[stage][1])
+    assert not (folder / "absent").exists()
+
+
+def test_train_stops_on_teacher_output_without_distillation_before_its_data(tmp_path, capsys):
+    params = write_params(tmp_path, model={"output": "teacher"}, train={"distill_weight": 0})
+    with pytest.raises(SystemExit) as exit_info:
+        importlib.import_module("stages.train").main(["--params", str(params), *stage_args("stages.train", tmp_path)])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == ("error: model.output: teacher needs train.distill_weight > 0, got 0 (the towers "
+                                       "learn the teacher's space from the teacher)\n")
+
+
 def test_unknown_param_names_the_typo_and_the_accepted_keys(tmp_path):
     params = write_params(tmp_path, data={"subsampel": 0.5})
     line = assert_one_line_error(run_stage("stages.subsample", "--params", str(params),
@@ -433,3 +468,43 @@ def test_missing_tokens_are_one_line_naming_the_stage(tmp_path):
     params = write_params(tmp_path, train={"device": "cpu"})
     assert_one_line_error(run_stage("stages.train", "--params", str(params), *stage_args("stages.train", tmp_path)),
                           "run the tokenize stage")
+
+
+def test_train_without_inverse_cloze_pairs_skips_that_phase_with_a_note(prepared_and_tokens, tmp_path, capsys):
+    """The tiny passages are single sentences, so subsample made no ict split: the default
+    train.ict_epochs has nothing to pretrain on, and training goes on without it."""
+    _, prepared, tokens = prepared_and_tokens
+    assert not (prepared / "ict").exists()
+    params = write_params(tmp_path, triplets={"per_query": 2}, model={"hidden_dim": 8},
+                          train={"epochs": 1, "batch_size": 16, "device": "cpu", "distill_weight": 0})
+    triplets = tmp_path / "triplets"
+    result = run_stage("stages.build_triplets", "--params", str(params), "--prepared", str(prepared),
+                       "--out", str(triplets))
+    assert result.returncode == 0, result.stderr
+    assert not (triplets / "ict.parquet").exists()
+    importlib.import_module("stages.train").main([
+        "--params", str(params), "--prepared", str(prepared), "--tokens", str(tokens), "--triplets", str(triplets),
+        "--teacher", str(tmp_path / "no-teacher"), "--model", str(tmp_path / "model.pt"),
+        "--metrics", str(tmp_path / "train.json"), "--plots", str(tmp_path / "plots"),
+        "--checkpoints", str(tmp_path / "checkpoints")])
+    out = capsys.readouterr().out.splitlines()
+    assert f"note: no inverse-cloze pairs in {prepared / 'ict'}: skipping the train.ict_epochs pretraining" in out
+    assert not any(line.startswith("pretraining") for line in out)
+    assert (tmp_path / "model.pt").is_file() and (tmp_path / "train.json").is_file()
+
+
+def test_teacher_folder_without_tokenizer_json_stops_before_loading_the_model(tmp_path, capsys, monkeypatch):
+    """The stage copies tokenizer.json for tokenize only after minutes of encoding."""
+    folder = tmp_path / "teacher-model"
+    folder.mkdir()
+    (folder / "modules.json").write_text("[]")
+    (folder / "config.json").write_text('{"hidden_size": 8}')
+    stage = importlib.import_module("stages.teacher")
+    monkeypatch.setattr(stage, "load_teacher", lambda *args: pytest.fail("the model was loaded"))
+    params = write_params(tmp_path, teacher={"model": str(folder), "device": "cpu"}, tokenize={"dim": 8})
+    with pytest.raises(SystemExit) as exit_info:
+        stage.main(["--params", str(params), *stage_args("stages.teacher", tmp_path)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: teacher model directory has no tokenizer.json: {folder} (") and err.count("\n") == 1
+    assert not (tmp_path / "absent").exists()

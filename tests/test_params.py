@@ -125,3 +125,13 @@ def test_load_section_reads_only_its_section(tmp_path):
     assert load_section("model", path).rnn_type == "RNN"
     assert load_section("train", path).lr == 0.01
     assert load_section("eval", path) == SECTIONS["eval"]()
+
+
+@pytest.mark.parametrize("section,name,value", [("train", "lr", float("inf")), ("hybrid", "weight", float("nan")),
+                                                ("bm25", "k1", float("-inf")), ("train", "grad_clip", float("inf")),
+                                                ("model", "temperature", float("nan"))])
+def test_non_finite_numbers_are_rejected(section, name, value):
+    """YAML's .inf and .nan are floats, and NaN fails no range comparison."""
+    with pytest.raises(TwoTowerError) as err:
+        section_from_dict(section, {name: value})
+    assert str(err.value) == f"{section}.{name}: {value!r} is not a finite number"

@@ -5,7 +5,7 @@ import pytest
 
 from twotower.errors import TwoTowerError
 from twotower.static_vectors import compose, pca, sif_weights, teacher_word_vectors
-from twotower.teacher import default_teacher_dir, encode_texts, encode_token_pieces, load_teacher
+from twotower.teacher import check_teacher_dir, default_teacher_dir, encode_texts, encode_token_pieces, load_teacher
 
 
 @pytest.fixture(scope="module")
@@ -83,3 +83,12 @@ def test_teacher_word_vectors_reduce_weight_and_zero_the_reserved_rows():
     assert not matrix[[0, 1, 42]].any() and matrix[2:42].any(1).all()
     with pytest.raises(TwoTowerError, match=r"tokenize.dim: 9 is not an integer in \[1, 8\]"):
         teacher_word_vectors(vocab, words, word_vectors, [], np.zeros((0, 8)), lambda b: [[]] * len(b), dim=9)
+
+
+def test_a_teacher_directory_without_tokenizer_json_is_one_line_naming_it(tmp_path):
+    (tmp_path / "modules.json").write_text("[]")
+    with pytest.raises(TwoTowerError, match=f"^teacher model directory has no tokenizer.json: {tmp_path} \\("):
+        check_teacher_dir(tmp_path)
+    with pytest.raises(TwoTowerError, match=f"^teacher model directory unreadable: {tmp_path / 'absent'} "):
+        check_teacher_dir(tmp_path / "absent")
+    check_teacher_dir(default_teacher_dir())

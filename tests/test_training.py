@@ -285,3 +285,21 @@ def test_torchrun_two_processes_train_like_one_process(loss, tmp_path):
           f"1 process {[round(f['loss'], 6) for f in figures]}; largest weight difference {difference:.2e}")
     assert [f["loss"] for f in first["figures"]] == pytest.approx([f["loss"] for f in figures], rel=1e-5)
     assert difference < 1e-4
+
+
+def test_cosine_schedule_decays_the_learning_rate_to_zero(monkeypatch):
+    """2 epochs of 4 batches are 8 updates: update k runs at lr * (1 + cos(pi k / 8)) / 2,
+    and the last schedule step leaves the optimizer at 0."""
+    seen, optimizers = [], []
+    adam_step = torch.optim.Adam.step
+
+    def recording_step(self, *args, **kwargs):
+        seen.append(self.param_groups[0]["lr"])
+        optimizers.append(self)
+        return adam_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", recording_step)
+    run(params=replace(PARAMS, epochs=2, lr_schedule="cosine", sparse_embeddings=False))
+    assert seen == pytest.approx([PARAMS.lr * (1 + np.cos(np.pi * k / 8)) / 2 for k in range(8)])
+    assert len(set(map(id, optimizers))) == 1
+    assert optimizers[0].param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)

@@ -86,6 +86,30 @@ def test_one_line_per_problem_prefixed_with_the_params_file(tmp_path, capsys, ra
                      f"{params}: train.lr: -1 is not a number in (0, inf)"]
 
 
+def test_nan_and_inf_are_problems(tmp_path, capsys, raw):
+    params = tmp_path / "params.yaml"
+    params.write_text(f"data:\n  raw_dir: {raw}\ntrain:\n  lr: .inf\nhybrid:\n  weight: .nan\n")
+    code, lines = validate(capsys, "--params", str(params))
+    assert code == 1
+    assert lines == [f"{params}: train.lr: inf is not a finite number",
+                     f"{params}: hybrid.weight: nan is not a finite number"]
+
+
+def test_rules_across_sections_are_one_line_each(tmp_path, capsys, raw):
+    params = write_params(tmp_path, raw, data={"raw_dir": str(raw), "ict_passages": 0},
+                          model={"output": "teacher"}, train={"distill_weight": 0, "lr": -1},
+                          tokenize={"dim": 1000})
+    code, lines = validate(capsys, "--params", str(params))
+    assert code == 1
+    assert lines == [f"{params}: train.lr: -1 is not a number in (0, inf)",
+                     f"{params}: model.output: teacher needs train.distill_weight > 0, got 0 (the towers learn "
+                     "the teacher's space from the teacher)",
+                     f"{params}: train.ict_epochs: 3 needs data.ict_passages > 0, got 0 (no pseudo-query pairs "
+                     "to pretrain on; set train.ict_epochs: 0)",
+                     f"{params}: tokenize.dim: 1000 is not an integer in [1, 384] (the dimension of teacher.model "
+                     "minilm, whose word vectors tokenize.vectors: teacher reduces)"]
+
+
 def test_data_flag_overrides_raw_dir_and_missing_folder_is_one_line(tmp_path, capsys, raw):
     params = write_params(tmp_path, tmp_path / "absent")
     code, lines = validate(capsys, "--params", str(params))

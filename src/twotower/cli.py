@@ -117,6 +117,7 @@ def run_validate(args) -> None:
     """
     from twotower.data import check_split
     from twotower.prepared import SPLITS
+    from twotower.param_rules import check_cross_section
     from twotower.params import DataParams, read_params_file, validate_all
 
     problems, warnings = [], []
@@ -126,7 +127,7 @@ def run_validate(args) -> None:
         problems.append(str(exc))
         raw = None
     if raw is not None:
-        problems += [f"{args.params}: {problem}" for problem in validate_all(raw)]
+        problems += [f"{args.params}: {problem}" for problem in validate_all(raw) + check_cross_section(raw)]
     raw_dir = args.data
     if raw_dir is None:
         data = (raw or {}).get("data")
@@ -209,8 +210,8 @@ def main(argv=None):
 
     validate = commands.add_parser(
         "validate", help="check params and raw data in seconds, before a long run",
-        description="Check every params section and the raw data's schema (and a sample of its rows). "
-                    "Prints one line per problem and exits 1 if there is any.")
+        description="Check every params section, the rules across sections, and the raw data's schema (and a "
+                    "sample of its rows). Prints one line per problem and exits 1 if there is any.")
     validate.add_argument("--params", default="params.yaml", help="params file (params.yaml)")
     validate.add_argument("--data", default=None,
                           help="raw data folder (default: data.raw_dir from the params file)")

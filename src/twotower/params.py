@@ -7,6 +7,7 @@ a test that builds `TrainParams()` both mean the model the pipeline trains.
 """
 
 import difflib
+import math
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -49,6 +50,8 @@ def _check_int(section, name, value, low, high=None):
 def _check_float(section, name, value, low, high=None, low_open=False, high_open=False):
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         _fail(section, name, value, "a number")
+    if isinstance(value, float) and not math.isfinite(value):  # NaN passes every range comparison
+        _fail(section, name, value, "a finite number")
     too_low = value <= low if low_open else value < low
     too_high = high is not None and (value >= high if high_open else value > high)
     if too_low or too_high:

@@ -31,13 +31,29 @@ def teacher_dir(name: str) -> Path:
     return default_teacher_dir() if name == "minilm" else Path(name)
 
 
+def _check_model_files(model_dir: Path) -> None:
+    if not (model_dir / "modules.json").is_file() and not (model_dir / "config.json").is_file():
+        raise TwoTowerError(f"teacher model directory unreadable: {model_dir} (no modules.json; "
+                            f"{INSTALL}, or set teacher.model to a sentence-transformers directory)")
+
+
+def check_teacher_dir(model_dir) -> Path:
+    """`model_dir`, or a one-line error naming it unless it holds a model and the
+    tokenizer.json that the teacher stage copies for tokenize (the WordPiece tokenizer):
+    checked before loading, as the copy comes after minutes of encoding."""
+    model_dir = Path(model_dir)
+    _check_model_files(model_dir)
+    if not (model_dir / "tokenizer.json").is_file():
+        raise TwoTowerError(f"teacher model directory has no tokenizer.json: {model_dir} (tokenize reads text with "
+                            "the teacher's word pieces: use a folder saved with a fast tokenizer)")
+    return model_dir
+
+
 def load_teacher(model_dir, device, max_seq_length: int | None = None):
     """A SentenceTransformer from a local directory, or a one-line error naming it; texts
     are cut at `max_seq_length` word pieces when given."""
     model_dir = Path(model_dir)
-    if not (model_dir / "modules.json").is_file() and not (model_dir / "config.json").is_file():
-        raise TwoTowerError(f"teacher model directory unreadable: {model_dir} (no modules.json; "
-                            f"{INSTALL}, or set teacher.model to a sentence-transformers directory)")
+    _check_model_files(model_dir)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local directory needs no hub; never wait on one
     from sentence_transformers import SentenceTransformer
 
@@ -49,16 +65,6 @@ def load_teacher(model_dir, device, max_seq_length: int | None = None):
     if max_seq_length:
         teacher.max_seq_length = max_seq_length
     return teacher
-
-
-def check_teacher_dir(model_dir) -> Path:
-    """Fail in a second, not after minutes of encoding, when the folder lacks what the
-    teacher stage copies from it (its WordPiece tokenizer)."""
-    model_dir = Path(model_dir)
-    if not (model_dir / "tokenizer.json").is_file():
-        raise TwoTowerError(f"teacher model directory has no tokenizer.json: {model_dir} ({INSTALL}, or set "
-                            "teacher.model to a sentence-transformers directory with a fast tokenizer)")
-    return model_dir
 
 
 def teacher_identity(model_name: str, teacher) -> str:

@@ -251,9 +251,9 @@ def train(model, train_split: Split, triplets: pd.DataFrame, val_split: Split, p
     triplet_lengths = np.maximum(train_split.passages.lengths[rows3[1]], train_split.passages.lengths[rows3[2]])
     rng = np.random.default_rng(params.seed)
     steps_per_epoch = batches_per_epoch(len(rows3[0]), params.batch_size, params.bucket_size)
-    updates = params.epochs * -(-steps_per_epoch // params.grad_accum_steps)
+    total_updates = params.epochs * -(-steps_per_epoch // params.grad_accum_steps)
     schedules = [torch.optim.lr_scheduler.LambdaLR(optimizer, lambda update: (
-        0.5 * (1 + math.cos(math.pi * update / updates)) if params.lr_schedule == "cosine" else 1.0))
+        0.5 * (1 + math.cos(math.pi * update / total_updates)) if params.lr_schedule == "cosine" else 1.0))
         for optimizer in optimizers]
     updates = Updates(optimizers, schedules, trainable, params.grad_clip, params.grad_accum_steps)
     state = {"epoch": 0, "best": None, "best_state": None, "history": []}

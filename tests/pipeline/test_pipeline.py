@@ -130,3 +130,15 @@ def test_experiment_with_an_approximate_index(project):
     assert approximate.keys() == exact.keys()
     for name, value in exact.items():
         assert approximate[name] == pytest.approx(value, abs=0.02), name
+
+
+def test_subsample_alone_on_hugging_face_files_without_a_collection(tmp_path):
+    """Hugging Face ships train/validation/test only: under the default data.ict_passages the
+    pseudo-query passages come from the train split (whose tiny single-sentence passages
+    make no pair, so there is no ict split)."""
+    repo = make_project(tmp_path, {"data": {"ict_passages": 4000}})
+    (repo / "data" / "raw" / "collection.parquet").unlink()
+    out = run(["dvc", "repro", "subsample"], repo)
+    assert "note: no collection.parquet in data/raw: the inverse-cloze pairs are made from the train split's" in out
+    assert (repo / "data" / "prepared" / "train" / "qrels.parquet").is_file()
+    assert not (repo / "data" / "prepared" / "ict").exists()
