@@ -93,8 +93,10 @@ def test_bm25_candidates_shape_order_and_no_repeats(depth):
         assert set(row.tolist()) <= set(range(len(PASSAGES)))
     # "aardvark" is only in b3 (row 2): it ranks first for r2.
     assert rows[1, 0] == 2
-    # r1's words are in b1, b2, b4 and b5 ("dogs" stems to "dog"), never in b3: b3 comes only as filler.
-    assert set(rows[0, :min(width, 4)].tolist()) <= {0, 1, 3, 4}
+    # r1's words are in b1, b2, b4 and b5 ("dogs" stems to "dog"), each once, with equal idf: the
+    # shortest passage after stopwords wins, b5 (3 terms), then b1 and b4 (4, tie to the lower pid),
+    # then b2 (5). b3 comes only as filler.
+    assert rows[0, :4].tolist() == [4, 0, 3, 1][:width]
     pd.testing.assert_frame_equal(pd.DataFrame(rows), pd.DataFrame(bm25_candidates(QUERIES, PASSAGES, Bm25Params(), depth)))
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from twotower.errors import TwoTowerError
@@ -23,7 +24,7 @@ EMPTY_QRELS = pd.DataFrame({"qid": pd.Series([], dtype=str), "pid": pd.Series([]
 
 
 def read_real_queries(raw_dir) -> pd.DataFrame | None:
-    """`{raw_dir}/queries.parquet` as (qid, text), blank texts and repeated ids dropped;
+    """`{raw_dir}/queries.parquet` as (qid, text), rows without an id or text and repeated ids dropped;
     None when the folder has no such file (e.g. the Hugging Face splits alone)."""
     path = Path(raw_dir) / QUERIES_FILE
     if not path.is_file():
@@ -31,10 +32,11 @@ def read_real_queries(raw_dir) -> pd.DataFrame | None:
     missing = [c for c in ("query_id", "query") if c not in pq.read_schema(path).names]
     if missing:
         raise TwoTowerError(f"{path}: missing column(s) {', '.join(missing)}")
-    table = pd.read_parquet(path, columns=["query_id", "query"])
-    texts = clean_text(table["query"])
-    keep = texts.notna() & (texts.str.strip() != "")
-    queries = pd.DataFrame({"qid": table.loc[keep, "query_id"].astype(str), "text": texts[keep].astype(str)})
+    arrow = pq.read_table(path, columns=["query_id", "query"])
+    ids = arrow.column("query_id").cast(pa.string()).to_pandas()  # 11 stays "11" even beside a null
+    texts = clean_text(arrow.column("query").to_pandas())
+    keep = ids.notna() & texts.notna() & (texts.str.strip() != "")
+    queries = pd.DataFrame({"qid": ids[keep].astype(str), "text": texts[keep].astype(str)})
     return queries.drop_duplicates("qid").reset_index(drop=True)
 
 
