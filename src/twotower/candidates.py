@@ -30,11 +30,11 @@ def bm25_candidates(queries: pd.DataFrame, passages: pd.DataFrame, params, depth
 
     depth = min(depth, len(passages))
     run = bm25_run(queries, passages, replace(params, depth=max(depth, 100)))
-    row_of = pd.Series(np.arange(len(passages)), index=passages["pid"].to_numpy())
+    row_of = pd.Series(np.arange(len(passages)), index=passages["pid"].astype(str).to_numpy())
     ranked = run.groupby("qid", sort=False)["pid"].agg(list).to_dict()
     rng = np.random.default_rng(0)
     out = np.empty((len(queries), depth), dtype=np.int64)
-    for i, qid in enumerate(queries["qid"]):
+    for i, qid in enumerate(queries["qid"].astype(str)):
         found = row_of.loc[ranked.get(qid, [])[:depth]].to_numpy()
         fill = rng.permutation(np.setdiff1d(np.arange(len(passages)), found))[: depth - len(found)]
         out[i] = np.concatenate([found, fill])

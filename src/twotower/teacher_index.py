@@ -70,7 +70,14 @@ def load_teacher_index(folder, space: str, pids) -> np.ndarray:
                             f"trained for {space!r}: rerun `dvc repro`")
     import pandas as pd
 
-    saved = pd.read_parquet(Path(folder) / "pids.parquet")["pid"].astype(str).to_numpy()
+    try:
+        saved = pd.read_parquet(Path(folder) / "pids.parquet")["pid"].astype(str).to_numpy()
+        vectors = np.load(Path(folder) / "embeddings.npy", mmap_mode="r")
+    except FileNotFoundError as exc:
+        raise TwoTowerError(f"{exc.filename} not found (rerun `dvc repro teacher_passages`)") from None
     if len(saved) != len(pids) or (saved != np.asarray(pids, dtype=str)).any():
         raise TwoTowerError(f"{folder}: its passages are not the split's (rerun `dvc repro teacher_passages`)")
-    return np.load(Path(folder) / "embeddings.npy", mmap_mode="r")
+    if len(vectors) != len(saved):
+        raise TwoTowerError(f"{folder}: {len(vectors)} vectors for {len(saved)} passages "
+                            "(rerun `dvc repro teacher_passages`)")
+    return vectors
