@@ -24,17 +24,17 @@ import numpy as np
 
 CONFIGS = {
     "default": [],
-    "query-epochs-1": ["train.query_epochs=1"],
     "query-epochs-3": ["train.query_epochs=3"],
+    "query-epochs-10": ["train.query_epochs=10"],
     "no-labelled": ["train.epochs=0"],
     "no-real-queries": ["train.query_epochs=0"],
     "gru": ["model.rnn_type=GRU"],
     "lr-0.0005": ["train.lr=0.0005"],
-    "lr-0.01": ["train.lr=0.01"],
-    "distill-0.1": ["train.distill_weight=0.1"],
+    "lr-0.005": ["train.lr=0.005"],
+    "batch-256": ["train.batch_size=256"],
     "distill-0.9": ["train.distill_weight=0.9"],
     "bm25-candidates": ["train.candidates=bm25"],
-    "temperature-0.2": ["model.temperature=0.2"],
+    "vector-weight-1": ["model.vector_weight=1"],
 }
 
 
