@@ -20,6 +20,7 @@ import pandas as pd
 from twotower.devices import select_device
 from twotower.errors import exit_on_error
 from twotower.files import atomic_path, save_npy
+from twotower.param_rules import check_params_file
 from twotower.params import load_section
 from twotower.prepared import load_split
 from twotower.teacher import check_teacher_dir, load_teacher, teacher_dir, teacher_identity
@@ -36,6 +37,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     params = load_section("teacher", args.params)
     encoder = load_section("model", args.params).passage_encoder
+    check_params_file(args.params)
 
     passages = load_split(args.prepared, args.split).passages
     parts = Path(args.out).with_name(f".{Path(args.out).name}.parts")

@@ -58,6 +58,16 @@ def inputs_fingerprint(param_sections, files) -> str:
     return digest.hexdigest()
 
 
+def teacher_manifest(folder) -> dict:
+    """The teacher stage's manifest.json (its dimension and space), or one line saying to run it."""
+    path = Path(folder, "manifest.json")
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise TwoTowerError(f"teacher vectors missing: {path} (run `dvc repro teacher`; training uses the "
+                            "teacher's vectors)") from None
+
+
 def ict_split(prepared, tokens, teacher):
     """The inverse-cloze split to pretrain on, or None, with a note, when subsample made no
     pairs (no passage it sampled had two sentences; older runs left an empty split)."""
@@ -111,7 +121,7 @@ def main(argv=None):
     uses_teacher = (train_params.distill_weight > 0 or train_params.query_epochs > 0 or train_params.ict_epochs > 0
                     or model_params.passage_encoder == "teacher")
     teacher = args.teacher if uses_teacher else None
-    manifest = json.loads(Path(teacher, "manifest.json").read_text()) if teacher else {}
+    manifest = teacher_manifest(teacher) if teacher else {}
     train_split = load_tokenized(args.prepared, args.tokens, "train", teacher)
     teacher_losses = train_params.distill_weight > 0 or train_params.query_epochs > 0 or train_params.ict_epochs > 0
     teacher_dim = manifest.get("dim", 0) if needs_projection(model_params, teacher_losses) else 0

@@ -2,6 +2,7 @@
 used, no output folder left behind; dirty but usable rows dropped with a count in the log."""
 
 import importlib
+import json
 import os
 import shutil
 import subprocess
@@ -9,6 +10,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -53,10 +55,14 @@ def write_train(raw: Path, table_or_rows) -> None:
     pq.write_table(table, raw / "train.parquet")
 
 
-def subsample_job(raw: Path, folder: Path) -> tuple:
-    """The subsample stage on `raw`, writing into `folder`/work/prepared."""
+VAL_QUERIES = 2  # held out of the tiny train split by the default data.validation: trec
+
+
+def subsample_job(raw: Path, folder: Path, **data) -> tuple:
+    """The subsample stage on `raw`, writing into `folder`/work/prepared (default data params
+    but for a validation split small enough for the tiny train split, then `data`)."""
     (folder / "work").mkdir()
-    params = write_params(folder, data={"raw_dir": str(raw)})
+    params = write_params(folder, data={"raw_dir": str(raw), "val_queries": VAL_QUERIES, **data})
     return "stages.subsample", ["--params", str(params), "--out", str(folder / "work" / "prepared")]
 
 
@@ -302,7 +308,10 @@ def test_dirty_rows_are_dropped_and_counted(dirty_run, case):
     assert result.stderr == ""
     same_reason = sum(line == log_line for _, line, _ in DIRTY.values())
     assert f"train: {log_line.format(same_reason)}" in result.stdout.splitlines(), result.stdout
-    queries = pd.read_parquet(out / "train" / "queries.parquet")
+    # data.validation: trec holds some of the cleaned train queries out as the validation split.
+    train, validation = (pd.read_parquet(out / split / "queries.parquet") for split in ("train", "validation"))
+    assert len(validation) == VAL_QUERIES and not set(train["qid"]) & set(validation["qid"])
+    queries = pd.concat([train, validation])
     assert (rows[case] in set(queries["qid"])) == query_kept
     assert len(queries) == n_rows - sum(not kept for _, _, kept in DIRTY.values())
     passages = pd.read_parquet(out / "train" / "passages.parquet")
@@ -381,10 +390,14 @@ def test_invalid_train_param_message(tmp_path, capsys, stage, section, key, valu
 
 
 CROSS_SECTION_CASES = {
-    "stages.subsample": ({"data": {"ict_passages": 0}}, "error: train.ict_epochs: 3 needs data.ict_passages > 0"),
+    "stages.subsample": ({"data": {"ict_passages": 0}, "train": {"ict_epochs": 3}},
+                         "error: train.ict_epochs: 3 needs data.ict_passages > 0"),
     "stages.tokenize": ({"tokenize": {"dim": 1000}}, "error: tokenize.dim: 1000 is not an integer in [1, 384] "),
-    "stages.build_triplets": ({"model": {"output": "teacher"}, "train": {"distill_weight": 0}},
-                              "error: model.output: teacher needs train.distill_weight > 0, got 0 "),
+    "stages.build_triplets": ({"model": {"output": "teacher"}, "train": {"distill_weight": 0, "query_epochs": 0}},
+                              "error: model.output: teacher needs train.distill_weight > 0 or "
+                              "train.query_epochs > 0, got 0 and 0 "),
+    "stages.teacher": ({"data": {"real_queries": 0}},
+                       "error: train.query_epochs: 6 needs data.real_queries > 0, got 0 "),
 }
 
 
@@ -407,12 +420,13 @@ def test_params_that_break_a_rule_across_sections_stop_any_stage_before_its_data
 
 
 def test_train_stops_on_teacher_output_without_distillation_before_its_data(tmp_path, capsys):
-    params = write_params(tmp_path, model={"output": "teacher"}, train={"distill_weight": 0})
+    params = write_params(tmp_path, model={"output": "teacher"}, train={"distill_weight": 0, "query_epochs": 0})
     with pytest.raises(SystemExit) as exit_info:
         importlib.import_module("stages.train").main(["--params", str(params), *stage_args("stages.train", tmp_path)])
     assert exit_info.value.code == 2
-    assert capsys.readouterr().err == ("error: model.output: teacher needs train.distill_weight > 0, got 0 (the towers "
-                                       "learn the teacher's space from the teacher)\n")
+    assert capsys.readouterr().err == ("error: model.output: teacher needs train.distill_weight > 0 or "
+                                       "train.query_epochs > 0, got 0 and 0 (the towers learn the teacher's space "
+                                       "from the teacher)\n")
 
 
 def test_unknown_param_names_the_typo_and_the_accepted_keys(tmp_path):
@@ -432,30 +446,58 @@ def test_params_file_that_is_not_yaml(tmp_path):
 
 @pytest.fixture(scope="module")
 def prepared_and_tokens(good_raw, tmp_path_factory):
-    """Tiny prepared splits and GloVe tokens, as subsample and tokenize write them."""
+    """Tiny prepared splits (subsample asked for inverse-cloze pairs, which the single-sentence
+    passages do not make) and GloVe word tokens, as subsample and tokenize write them."""
     folder = tmp_path_factory.mktemp("teacherless")
-    module, args = subsample_job(good_raw, folder)
-    assert run_stage(module, *args).returncode == 0
+    module, args = subsample_job(good_raw, folder, ict_passages=4000)
+    result = run_stage(module, *args)
+    assert result.returncode == 0, result.stderr
+    assert "note: no inverse-cloze pairs" in result.stdout
     prepared, tokens = folder / "work" / "prepared", folder / "work" / "tokens"
-    params = write_params(folder, tokenize={"max_vocab": 500, "vectors": "glove"})
+    params = write_params(folder, tokenize={"tokenizer": "word", "max_vocab": 500, "vectors": "glove"})
     result = run_stage("stages.tokenize", "--params", str(params),
                        "--prepared", str(prepared), "--teacher", str(folder / "absent"), "--out", str(tokens))
     assert result.returncode == 0, result.stderr
     return folder, prepared, tokens
 
 
-def test_teacher_word_vectors_without_the_teacher_stage_say_which_stage_to_run(prepared_and_tokens):
+def fake_teacher_stage(prepared: Path, out: Path, splits=("train", "validation"), dim: int = 8) -> Path:
+    """What the teacher stage writes for `splits`, with seeded random unit vectors in place of
+    the teacher's (the stage encodes its 30k word pieces for a minute): enough for training."""
+    rng = np.random.default_rng(0)
+    for split in splits:
+        for table, key in (("queries", "qid"), ("passages", "pid")):
+            ids = pd.read_parquet(prepared / split / f"{table}.parquet", columns=[key])
+            vectors = rng.standard_normal((len(ids), dim))
+            (out / split).mkdir(parents=True, exist_ok=True)
+            np.save(out / split / f"{table}.npy", (vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
+                    .astype(np.float16))
+            ids.to_parquet(out / split / f"{table}_ids.parquet", index=False)
+    (out / "manifest.json").write_text(json.dumps({"model": "fake", "dim": dim, "space": f"fake:{dim}", "rows": {}}))
+    return out
+
+
+@pytest.mark.parametrize("tokenize,missing", [({}, "teacher word pieces missing"),
+                                              ({"tokenizer": "word", "vectors": "teacher"},
+                                               "teacher word vectors missing")],
+                         ids=["wordpiece", "word"])
+def test_teacher_word_vectors_without_the_teacher_stage_say_which_stage_to_run(prepared_and_tokens, tmp_path,
+                                                                               tokenize, missing):
     folder, prepared, _ = prepared_and_tokens
-    params = write_params(folder / "work", tokenize={"vectors": "teacher", "max_vocab": 500})
+    params = write_params(tmp_path, tokenize={**tokenize, "max_vocab": 500})
     line = assert_one_line_error(run_stage("stages.tokenize", "--params", str(params), "--prepared", str(prepared),
-                                           "--teacher", str(folder / "absent"), "--out", str(folder / "tokens2")),
-                                 "teacher word vectors missing", "dvc repro teacher")
-    assert str(folder / "absent") in line and not (folder / "tokens2").exists()
+                                           "--teacher", str(folder / "absent"), "--out", str(tmp_path / "tokens2")),
+                                 missing, "dvc repro teacher")
+    assert str(folder / "absent") in line and not (tmp_path / "tokens2").exists()
 
 
-def test_distillation_without_the_teacher_stage_says_which_stage_to_run(prepared_and_tokens, tmp_path):
+@pytest.mark.parametrize("model,train", [({}, {}), ({"output": "student", "passage_encoder": "student"},
+                                                    {"distill_weight": 0.5, "query_epochs": 0})],
+                         ids=["teacher passages", "distillation"])
+def test_distillation_without_the_teacher_stage_says_which_stage_to_run(prepared_and_tokens, tmp_path, model,
+                                                                        train):
     _, prepared, tokens = prepared_and_tokens
-    params = write_params(tmp_path, train={"distill_weight": 0.5, "device": "cpu"})
+    params = write_params(tmp_path, model=model, train={**train, "device": "cpu"})
     assert_one_line_error(run_stage("stages.train", "--params", str(params), "--prepared", str(prepared),
                                     "--tokens", str(tokens), "--triplets", str(tmp_path / "absent"),
                                     "--teacher", str(tmp_path / "no-teacher"), "--model", str(tmp_path / "m.pt"),
@@ -471,12 +513,13 @@ def test_missing_tokens_are_one_line_naming_the_stage(tmp_path):
 
 
 def test_train_without_inverse_cloze_pairs_skips_that_phase_with_a_note(prepared_and_tokens, tmp_path, capsys):
-    """The tiny passages are single sentences, so subsample made no ict split: the default
-    train.ict_epochs has nothing to pretrain on, and training goes on without it."""
+    """The tiny passages are single sentences, so subsample made no ict split: train.ict_epochs
+    has nothing to pretrain on, and training goes on without it (nor without real queries)."""
     _, prepared, tokens = prepared_and_tokens
     assert not (prepared / "ict").exists()
-    params = write_params(tmp_path, triplets={"per_query": 2}, model={"hidden_dim": 8},
-                          train={"epochs": 1, "batch_size": 16, "device": "cpu", "distill_weight": 0})
+    teacher = fake_teacher_stage(prepared, tmp_path / "teacher")
+    params = write_params(tmp_path, data={"ict_passages": 4000}, triplets={"per_query": 2}, model={"hidden_dim": 8},
+                          train={"epochs": 1, "batch_size": 16, "device": "cpu", "ict_epochs": 2})
     triplets = tmp_path / "triplets"
     result = run_stage("stages.build_triplets", "--params", str(params), "--prepared", str(prepared),
                        "--out", str(triplets))
@@ -484,12 +527,14 @@ def test_train_without_inverse_cloze_pairs_skips_that_phase_with_a_note(prepared
     assert not (triplets / "ict.parquet").exists()
     importlib.import_module("stages.train").main([
         "--params", str(params), "--prepared", str(prepared), "--tokens", str(tokens), "--triplets", str(triplets),
-        "--teacher", str(tmp_path / "no-teacher"), "--model", str(tmp_path / "model.pt"),
+        "--teacher", str(teacher), "--model", str(tmp_path / "model.pt"),
         "--metrics", str(tmp_path / "train.json"), "--plots", str(tmp_path / "plots"),
         "--checkpoints", str(tmp_path / "checkpoints")])
     out = capsys.readouterr().out.splitlines()
     assert f"note: no inverse-cloze pairs in {prepared / 'ict'}: skipping the train.ict_epochs pretraining" in out
-    assert not any(line.startswith("pretraining") for line in out)
+    assert "note: train.query_epochs > 0 but there is no real split (no queries.parquet, or data.real_queries: 0): " \
+        "phase skipped" in out
+    assert [line.split(",")[0] for line in out if line.startswith("phase ")] == ["phase 1: labelled triplets"]
     assert (tmp_path / "model.pt").is_file() and (tmp_path / "train.json").is_file()
 
 

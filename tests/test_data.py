@@ -249,8 +249,10 @@ def test_write_and_load_split_round_trip(tiny_raw, tmp_path):
     pd.testing.assert_frame_equal(loaded.queries, tables.queries)
     pd.testing.assert_frame_equal(loaded.passages, tables.passages)
     pd.testing.assert_frame_equal(loaded.qrels, tables.qrels)
-    with pytest.raises(TwoTowerError, match="prepared split missing"):
+    with pytest.raises(TwoTowerError) as err:
         load_split(tmp_path, "train")
+    missing = tmp_path / "train" / "queries.parquet"
+    assert str(err.value) == f"prepared split missing: {missing} (run the subsample stage)"
 
 
 def assert_same_tables(found, expected):

@@ -68,10 +68,11 @@ def hugging_face_folder(folder: Path, two_sentences: bool) -> Path:
 
 @pytest.mark.parametrize("two_sentences", [True, False])
 def test_subsample_without_collection_makes_pairs_from_train_passages(tmp_path, two_sentences):
-    """Default data params (ict_passages 4000) on a folder without collection.parquet."""
+    """Default data params but for 4000 pseudo-query passages (and a validation split of 2
+    held-out queries, which the tiny train split can spare) on a folder without collection.parquet."""
     raw = hugging_face_folder(tmp_path / "raw", two_sentences)
     params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({"data": {"raw_dir": str(raw)}}))
+    params.write_text(yaml.safe_dump({"data": {"raw_dir": str(raw), "ict_passages": 4000, "val_queries": 2}}))
     out = tmp_path / "prepared"
     result = subprocess.run([sys.executable, "-m", "stages.subsample", "--params", str(params), "--out", str(out)],
                             cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)

@@ -26,11 +26,19 @@ def test_dataclass_defaults_are_the_repo_params(name):
 
 
 def test_model_config_defaults_are_the_model_params():
+    """The architecture defaults have one source; only the teacher's part differs: a bare
+    config has no teacher, so it is a student with its own passage tower, while the
+    pipeline's params put queries in the teacher's space over the teacher's passages."""
     config = ModelConfig(vocab_size=10, embed_dim=4)
     defaults = ModelParams()
+    teacher_fields = ("output", "passage_encoder", "teacher_dim", "teacher")  # teacher_dim: the teacher's output
     for f in fields(ModelConfig):
-        if f.name not in ("vocab_size", "embed_dim", "teacher_dim"):  # teacher_dim: set from the teacher's output
+        if f.name not in ("vocab_size", "embed_dim", *teacher_fields):
             assert getattr(config, f.name) == getattr(defaults, f.name), f.name
+    assert (config.output, config.passage_encoder, config.teacher_dim, config.teacher) == ("student", "student", 0, "")
+    assert (defaults.output, defaults.passage_encoder) == ("teacher", "teacher")
+    from_params = ModelConfig.from_params(defaults, vocab_size=10, embed_dim=4, teacher_dim=384, teacher="minilm:384")
+    assert (from_params.output, from_params.passage_encoder) == ("teacher", "teacher")
 
 
 def test_values_are_kept():
@@ -135,3 +143,16 @@ def test_non_finite_numbers_are_rejected(section, name, value):
     with pytest.raises(TwoTowerError) as err:
         section_from_dict(section, {name: value})
     assert str(err.value) == f"{section}.{name}: {value!r} is not a finite number"
+
+
+def test_word_vectors_need_the_word_tokenizer_and_an_unknown_choice_is_named_as_such():
+    """GloVe has no vectors for word pieces: under the default WordPiece tokenizer only the
+    teacher's vectors fit; a value that is no choice at all gets the list of choices."""
+    with pytest.raises(TwoTowerError) as err:
+        section_from_dict("tokenize", {"vectors": "glove"})
+    assert str(err.value) == ("tokenize.vectors: 'glove' is not teacher when tokenize.tokenizer is wordpiece "
+                              "(GloVe has no vectors for word pieces)")
+    assert section_from_dict("tokenize", {"tokenizer": "word", "vectors": "glove"}).vectors == "glove"
+    with pytest.raises(TwoTowerError) as err:
+        section_from_dict("tokenize", {"vectors": "word2vec"})
+    assert str(err.value) == "tokenize.vectors: 'word2vec' is not one of glove, teacher"

@@ -97,13 +97,14 @@ def test_nan_and_inf_are_problems(tmp_path, capsys, raw):
 
 def test_rules_across_sections_are_one_line_each(tmp_path, capsys, raw):
     params = write_params(tmp_path, raw, data={"raw_dir": str(raw), "ict_passages": 0},
-                          model={"output": "teacher"}, train={"distill_weight": 0, "lr": -1},
+                          model={"output": "teacher"},
+                          train={"distill_weight": 0, "query_epochs": 0, "ict_epochs": 3, "lr": -1},
                           tokenize={"dim": 1000})
     code, lines = validate(capsys, "--params", str(params))
     assert code == 1
     assert lines == [f"{params}: train.lr: -1 is not a number in (0, inf)",
-                     f"{params}: model.output: teacher needs train.distill_weight > 0, got 0 (the towers learn "
-                     "the teacher's space from the teacher)",
+                     f"{params}: model.output: teacher needs train.distill_weight > 0 or train.query_epochs > 0, "
+                     "got 0 and 0 (the towers learn the teacher's space from the teacher)",
                      f"{params}: train.ict_epochs: 3 needs data.ict_passages > 0, got 0 (no pseudo-query pairs "
                      "to pretrain on; set train.ict_epochs: 0)",
                      f"{params}: tokenize.dim: 1000 is not an integer in [1, 384] (the dimension of teacher.model "

@@ -8,6 +8,8 @@ of the topic's words into another topic's text and is graded relevance 1.
 train and test rows carry `passage_id` and graded `relevance` (0-3) like TREC-DL rows, with
 `is_selected = relevance >= 2`; validation rows have neither, exactly like HF v1.1, and
 reuse a small pool of negative passages so the same text appears under several queries.
+On request, `queries.parquet` holds unlabelled real queries of the same topics, in the
+columns of the project's data/raw/queries.parquet (query_id, query, source).
 """
 
 from pathlib import Path
@@ -155,11 +157,13 @@ def _split_rows(w: _Writer, n: int, first_qid: int, passages_per_query: int, gra
 
 
 def make_tiny_msmarco(folder, seed: int = 0, n_train: int = 24, n_validation: int = 12,
-                      n_test: int = 10, passages_per_query: int = 8) -> Path:
+                      n_test: int = 10, passages_per_query: int = 8, n_real: int = 0) -> Path:
     """Write train/validation/test.parquet and collection.parquet into `folder`; return it.
 
     Every query gets exactly `passages_per_query` passages: up to two positives, one
-    relevance-1 passage (train, test) and negatives for the rest.
+    relevance-1 passage (train, test) and negatives for the rest. With `n_real` > 0, also
+    queries.parquet: that many unlabelled queries, 2-4 words of a topic each (a few may
+    repeat a labelled query's text, as real ones do; subsample drops those).
     """
     if not 4 <= passages_per_query <= 18:
         raise ValueError("passages_per_query must be in [4, 18]: room for positives and negatives")
@@ -180,4 +184,11 @@ def make_tiny_msmarco(folder, seed: int = 0, n_train: int = 24, n_validation: in
     pq.write_table(pa.table({"passage_id": pa.array([p for p, _ in collection], pa.string()),
                              "passage_text": pa.array([t for _, t in collection], pa.string())}),
                    folder / "collection.parquet")
+    if n_real:
+        used: set[str] = set()
+        texts = [" ".join(w.query(topics[i % len(topics)], used)) for i in range(n_real)]
+        pq.write_table(pa.table({"query_id": pa.array(range(30_001, 30_001 + n_real), pa.int64()),
+                                 "query": pa.array(texts, pa.string()),
+                                 "source": pa.array(["tiny"] * n_real, pa.string())}),
+                       folder / "queries.parquet")
     return folder

@@ -120,10 +120,10 @@ class TokenizeParams:
 
     def validate(self):
         _check_choice("tokenize", "tokenizer", self.tokenizer, TOKENIZERS)
+        _check_choice("tokenize", "vectors", self.vectors, WORD_VECTORS)
         if self.tokenizer == "wordpiece" and self.vectors != "teacher":
             _fail("tokenize", "vectors", self.vectors, "teacher when tokenize.tokenizer is wordpiece "
                   "(GloVe has no vectors for word pieces)")
-        _check_choice("tokenize", "vectors", self.vectors, WORD_VECTORS)
         _check_int("tokenize", "dim", self.dim, 1)
         _check_int("tokenize", "min_freq", self.min_freq, 1)
         _check_int("tokenize", "max_vocab", self.max_vocab, 3)

@@ -82,12 +82,5 @@ def text_batches(path, batch_size: int = 8192, desc: str | None = None):
 
 def load_split(prepared_dir, split: str) -> SplitTables:
     """A prepared split's three tables, read whole."""
-    folder = Path(prepared_dir) / split
-    try:
-        return SplitTables(
-            pd.read_parquet(folder / "queries.parquet"),
-            pd.read_parquet(folder / "passages.parquet"),
-            pd.read_parquet(folder / "qrels.parquet"),
-        )
-    except FileNotFoundError as exc:
-        raise TwoTowerError(f"prepared split missing: {exc.filename} (run the subsample stage)") from None
+    return SplitTables(*(pd.read_parquet(prepared_file(prepared_dir, split, table))
+                         for table in ("queries", "passages", "qrels")))

@@ -13,15 +13,21 @@ from tests.tiny_data import make_tiny_msmarco
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
 
+N_REAL = 40  # unlabelled real queries in the tiny raw folder's queries.parquet
+
 TINY_PARAMS = {
-    # The tiny collection's passages are single sentences, so they make no inverse-cloze pairs:
-    # the teacher and the distillation losses run on the labelled split alone.
-    "data": {"ict_passages": 0},
+    # The pipeline's defaults (WordPiece tokens, real-query phase, the teacher's passage vectors,
+    # a TREC-style validation split held out of train), sized for the tiny data: 4 of the 24
+    # train queries held out over their pools and 20 of the 50 collection passages, the next
+    # 20 the real queries' candidates. The tiny collection's passages are single sentences, so
+    # they make no inverse-cloze pairs. A small `tokenize.dim` keeps the 30k-piece table light.
+    "data": {"ict_passages": 0, "val_queries": 4, "val_distractors": 20, "candidate_passages": 20},
     "teacher": {"glove_words": 100, "device": "cpu"},
-    "tokenize": {"max_vocab": 3000, "max_len_passage": 64},
+    "tokenize": {"max_vocab": 3000, "max_len_passage": 64, "dim": 32},
     "triplets": {"per_query": 8},
     "model": {"hidden_dim": 16},
-    "train": {"epochs": 3, "batch_size": 16, "lr": 0.005, "device": "cpu", "ict_epochs": 0},
+    "train": {"epochs": 3, "query_epochs": 2, "candidate_depth": 8, "batch_size": 16, "lr": 0.005,
+              "device": "cpu", "ict_epochs": 0},
     "eval": {"depth": 100, "batch_size": 64, "device": "cpu"},
 }
 
@@ -43,7 +49,7 @@ def make_project(repo: Path, params: dict | None = None) -> Path:
         for section, changes in overrides.items():
             values[section].update(changes)
     (repo / "params.yaml").write_text(yaml.safe_dump(values, sort_keys=False))
-    make_tiny_msmarco(repo / "data" / "raw", seed=0)
+    make_tiny_msmarco(repo / "data" / "raw", seed=0, n_real=N_REAL)
     run(["git", "init", "-q"], repo)
     run(["git", "config", "user.name", "twotower tests"], repo)
     run(["git", "config", "user.email", "tests@example.invalid"], repo)

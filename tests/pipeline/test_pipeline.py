@@ -7,11 +7,13 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 
-from tests.pipeline.project import commit, make_project, run
+from tests.pipeline.project import TINY_PARAMS, commit, make_project, run
 from twotower.metrics import METRIC_NAMES, evaluate_run
 from twotower.model import load_model
+from twotower.text import TokenArrays
 
 pytestmark = pytest.mark.slow
 
@@ -41,9 +43,11 @@ def random_ranker_ndcg(repo, seeds=range(20)):
 
 
 def test_repro_writes_every_output(project):
-    for path in ("data/prepared/test/qrels.parquet", "data/tokens/vocab.txt", "data/tokens/term_weights.npy",
-                 "data/triplets/train.parquet", "models/model.pt", "data/index/embeddings.npy",
-                 "plots/eval/precision_recall.png", "plots/eval/precision_recall.csv", "dvc.lock"):
+    for path in ("data/prepared/test/qrels.parquet", "data/prepared/real/queries.parquet", "data/tokens/vocab.txt",
+                 "data/tokens/tokenizer.json", "data/tokens/term_weights.npy", "data/triplets/train.parquet",
+                 "data/teacher/pieces.npy", "data/teacher/real/queries.npy", "data/teacher_index/embeddings.npy",
+                 "models/model.pt", "data/index/embeddings.npy", "plots/eval/precision_recall.png",
+                 "plots/eval/precision_recall.csv", "dvc.lock"):
         assert (project / path).is_file(), path
     assert any((project / "plots" / "train").rglob("*.tsv"))
     metrics = json.loads((project / "metrics" / "eval.json").read_text())
@@ -77,8 +81,24 @@ def test_model_loads_without_params(project, tmp_path):
     shutil.copy(project / "models" / "model.pt", tmp_path / "model.pt")
     model, ckpt = load_model(tmp_path / "model.pt")
     assert ckpt["vocab"][:2] == ["<pad>", "<unk>"]
+    assert ckpt["tokenizer_json"] == (project / "data" / "tokens" / "tokenizer.json").read_text()
     params = yaml.safe_load((project / "params.yaml").read_text())["model"]
     assert (model.cfg.rnn_type, model.cfg.hidden_dim) == (params["rnn_type"], params["hidden_dim"])
+
+
+def test_the_default_model_searches_the_teachers_passage_vectors(project):
+    """`model.passage_encoder: teacher`: no passage tower; embed_corpus takes the vectors that
+    teacher_passages made, and the query tower was first taught on the real queries."""
+    model, ckpt = load_model(project / "models" / "model.pt")
+    assert model.teacher_passages and model.passage_encoder is None
+    assert ckpt["teacher"]["model"] == "minilm"
+    index = np.load(project / "data" / "index" / "embeddings.npy")
+    np.testing.assert_array_equal(index, np.load(project / "data" / "teacher_index" / "embeddings.npy"))
+    assert index.shape == (len(pd.read_parquet(project / "data" / "prepared" / "test" / "passages.parquet")), 384)
+    assert len(pd.read_parquet(project / "data" / "prepared" / "real" / "queries.parquet")) > 0
+    curve = pd.read_csv(project / "plots" / "train" / "train" / "loss.tsv", sep="\t")
+    params = yaml.safe_load((project / "params.yaml").read_text())["train"]
+    assert len(curve) == params["query_epochs"] + params["epochs"]  # the real-query phase, then the labelled one
 
 
 def test_second_repro_does_nothing(project):
@@ -132,13 +152,41 @@ def test_experiment_with_an_approximate_index(project):
         assert approximate[name] == pytest.approx(value, abs=0.02), name
 
 
+def test_experiment_with_a_student_passage_tower(project):
+    """`model.passage_encoder: student` (with `model.output: student`): the model has its own
+    passage tower, which embed_corpus runs over the test passages; teacher_passages writes only
+    a manifest, and the teacher's vectors of the training texts are reused, not recomputed."""
+    out = run(["dvc", "exp", "run", "-S", "model.output=student", "-S", "model.passage_encoder=student"], project)
+    assert "Running stage 'teacher'" not in out and "Running stage 'teacher_passages'" in out
+    assert "Running stage 'train'" in out and "Running stage 'embed_corpus'" in out
+    manifest = json.loads((project / "data" / "teacher_index" / "manifest.json").read_text())
+    assert manifest["encoder"] == "student" and not (project / "data" / "teacher_index" / "embeddings.npy").exists()
+    model, _ = load_model(project / "models" / "model.pt")
+    assert not model.teacher_passages and model.cfg.output == "student"
+    passages = TokenArrays.load(project / "data" / "tokens" / "test", "passages")
+    with torch.no_grad():
+        expected = model.encode_passages(torch.from_numpy(np.array(passages.ids, dtype=np.int64)),
+                                         torch.from_numpy(passages.lengths.astype(np.int64))).numpy()
+    index = np.load(project / "data" / "index" / "embeddings.npy")
+    assert index.shape == expected.shape == (len(passages), model.cfg.embed_dim)
+    np.testing.assert_allclose(index, expected, atol=1e-5)
+    metrics = json.loads((project / "metrics" / "eval.json").read_text())
+    assert metrics["nDCG@10"] > random_ranker_ndcg(project) + 0.1
+
+
 def test_subsample_alone_on_hugging_face_files_without_a_collection(tmp_path):
-    """Hugging Face ships train/validation/test only: under the default data.ict_passages the
-    pseudo-query passages come from the train split (whose tiny single-sentence passages
-    make no pair, so there is no ict split)."""
+    """Hugging Face ships train/validation/test only: with data.ict_passages the pseudo-query
+    passages come from the train split (whose tiny single-sentence passages make no pair, so
+    there is no ict split), the held-out validation queries rank their pools alone, and there
+    are no real queries."""
     repo = make_project(tmp_path, {"data": {"ict_passages": 4000}})
     (repo / "data" / "raw" / "collection.parquet").unlink()
+    (repo / "data" / "raw" / "queries.parquet").unlink()
     out = run(["dvc", "repro", "subsample"], repo)
     assert "note: no collection.parquet in data/raw: the inverse-cloze pairs are made from the train split's" in out
+    assert "note: no collection.parquet, so the validation pools have no distractors" in out
+    assert "note: no data/raw/queries.parquet: training without real queries" in out
     assert (repo / "data" / "prepared" / "train" / "qrels.parquet").is_file()
-    assert not (repo / "data" / "prepared" / "ict").exists()
+    held_out = pd.read_parquet(repo / "data" / "prepared" / "validation" / "queries.parquet")
+    assert len(held_out) == TINY_PARAMS["data"]["val_queries"]
+    assert not (repo / "data" / "prepared" / "ict").exists() and not (repo / "data" / "prepared" / "real").exists()
