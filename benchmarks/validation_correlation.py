@@ -35,6 +35,10 @@ CONFIGS = {
     "distill-0.9": ["train.distill_weight=0.9"],
     "bm25-candidates": ["train.candidates=bm25"],
     "vector-weight-1": ["model.vector_weight=1"],
+    "seed-7": ["train.seed=7"],
+    "gru-seed-7": ["model.rnn_type=GRU", "train.seed=7"],
+    "lr-0.0005-seed-7": ["train.lr=0.0005", "train.seed=7"],
+    "bm25-candidates-seed-7": ["train.candidates=bm25", "train.seed=7"],
 }
 
 

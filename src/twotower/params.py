@@ -193,7 +193,7 @@ class TrainParams:
     """`val_depth` passages a validation query are ranked (in batches of `val_batch_size`)
     for the per-epoch MRR@10, nDCG@10 and Recall@100 that pick the best epoch."""
 
-    lr: float = 2e-3
+    lr: float = 5e-4
     batch_size: int = 128
     epochs: int = 5
     grad_accum_steps: int = 1
