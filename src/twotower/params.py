@@ -292,7 +292,7 @@ class HybridParams:
 
     method: str = "weighted"
     rrf_k: int = 60
-    weight: float = 0.6
+    weight: float = 0.9
     depth: int = 1000
 
     def validate(self):
