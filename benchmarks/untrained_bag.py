@@ -1,9 +1,10 @@
-"""Quality of the untrained starting point: the idf-weighted bag of the tokenize stage's word
-vectors (GloVe or the teacher's, whichever data/tokens holds), no RNN, no training.
+"""Quality of the untrained starting point: the term-weighted bag of the tokenize stage's token
+vectors (the teacher's word pieces, or words), no RNN, no training.
 
-Builds the model the train stage starts from (projection at zero, term weights at idf) and
-ranks the validation and test splits with it: the row to compare with a static-vector model
-such as Model2Vec, and the floor that training must beat.
+Builds the passage-tower model the train stage starts from (projection at zero, term weights
+at tokens/term_weights.npy: SIF for word pieces, idf for words) and ranks the validation and
+test splits with it, both sides bags: the row to compare with a static-vector model such as
+Model2Vec, and the floor that training must beat.
 
     python benchmarks/untrained_bag.py [--tokens data/tokens] [--prepared data/prepared]
 """
@@ -30,7 +31,7 @@ def main():
     embeddings = torch.from_numpy(np.load(Path(args.tokens, "embeddings.npy")))
     idf = torch.from_numpy(np.load(Path(args.tokens, "term_weights.npy")))
     vocab_size, dim = embeddings.shape
-    for weights, name in ((idf, "idf-weighted"), (torch.ones_like(idf), "plain mean")):
+    for weights, name in ((idf, "term-weighted"), (torch.ones_like(idf), "plain mean")):
         model = TwoTower(ModelConfig(vocab_size=vocab_size, embed_dim=dim), embeddings, weights).eval()
         for split_name, depth in (("validation", 100), ("test", 1000)):
             split = load_tokenized(args.prepared, args.tokens, split_name)
