@@ -48,7 +48,7 @@ def main():
     teacher = load_teacher(teacher_dir(params.model), "cpu", params.max_seq_length)
 
     def tower(texts):
-        return searcher._embed(searcher.model.encode_queries, texts, searcher.max_len_query, show_progress=False)
+        return searcher.embed_query(texts[0])
 
     def whole_teacher(texts):
         return teacher.encode(texts, batch_size=1, normalize_embeddings=True, show_progress_bar=False)

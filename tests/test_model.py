@@ -226,3 +226,14 @@ def test_teacher_output_ends_both_towers_in_the_projection_and_survives_a_round_
     assert TwoTower(ModelConfig(vocab_size=20, embed_dim=4)).output_dim == 4
     with pytest.raises(ValueError, match="teacher_dim"):
         TwoTower(ModelConfig(vocab_size=20, embed_dim=4, output="teacher"))
+
+
+@pytest.mark.parametrize("rnn_type,bidirectional,pooling", ARCHITECTURES)
+@pytest.mark.parametrize("num_layers,output", [(1, "student"), (2, "teacher")])
+def test_one_query_path_matches_the_batched_path(rnn_type, bidirectional, pooling, num_layers, output):
+    model = make_model(rnn_type=rnn_type, bidirectional=bidirectional, pooling=pooling, num_layers=num_layers,
+                       output=output, teacher_dim=5 if output == "teacher" else 0, shared_encoder=False)
+    with torch.no_grad():
+        batched = model.encode_queries(*padded(ROWS, 7))
+        for row, expected in zip(ROWS, batched):
+            torch.testing.assert_close(model.encode_query(torch.tensor(row)), expected)

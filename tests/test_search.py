@@ -123,3 +123,15 @@ def test_cli_error_is_one_line_and_exit_2(tmp_path, capsys):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: ") and "model.pt not found" in err
+
+
+def test_one_query_embeds_as_in_a_batch_at_any_length(root):
+    """The traced single-query path (traced at 3 tokens) against the batched one, from an
+    empty query to one past max_len_query."""
+    searcher = Searcher.from_model(root / MODEL, device="cpu")
+    with torch.no_grad():  # the projection starts at zero: make the RNN count
+        searcher.model.query_encoder.project.weight.normal_(generator=torch.Generator().manual_seed(0))
+    queries = ["", "flea", "dog cat", "flea life cycle dog", " ".join(WORDS * 2)]
+    batched = searcher._embed(searcher.model.encode_queries, queries, searcher.max_len_query, show_progress=False)
+    for query, expected in zip(queries, batched):
+        np.testing.assert_allclose(searcher.embed_query(query)[0], expected, atol=1e-6)

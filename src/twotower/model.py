@@ -110,6 +110,27 @@ class Encoder(nn.Module):
             pooled = outputs.masked_fill(~mask, float("-inf")).max(1).values
         return F.normalize(bag + self.project(self.dropout(pooled)), dim=-1)
 
+    def encode_one(self, ids: torch.Tensor) -> torch.Tensor:
+        """One unpadded sequence ids [T] -> its unit vector [embed_dim], what `forward` gives
+        it in a batch. Without padding there is nothing to mask and the backward direction is
+        a plain flip: half the operations of the batched path, for a search request's query."""
+        vectors = self.embedding(ids)
+        bag = (vectors * self.term_weight(ids)).mean(0)
+        x = vectors
+        for layer, forward_rnn in enumerate(self.forward_rnns):
+            outputs = [forward_rnn(x)[0]]
+            if self.cfg.bidirectional:
+                outputs.append(self.backward_rnns[layer](x.flip(0))[0].flip(0))
+            x = torch.cat(outputs, dim=-1)
+        if self.cfg.pooling == "last":
+            pooled = (torch.cat([x[-1, : self.cfg.hidden_dim], x[0, self.cfg.hidden_dim:]])
+                      if self.cfg.bidirectional else x[-1])
+        elif self.cfg.pooling == "mean":
+            pooled = x.mean(0)
+        else:
+            pooled = x.max(0).values
+        return F.normalize(bag + self.project(pooled), dim=-1)
+
 
 class TwoTower(nn.Module):
     """Query and passage towers sharing one word-embedding table.
@@ -174,6 +195,10 @@ class TwoTower(nn.Module):
 
     def encode_queries(self, ids, lengths):
         return self._out(self.query_encoder(ids, lengths))
+
+    def encode_query(self, ids: torch.Tensor) -> torch.Tensor:
+        """One query's unpadded ids [T] -> its vector [output_dim], in eval mode (no dropout)."""
+        return self._out(self.query_encoder.encode_one(ids))
 
     def encode_passages(self, ids, lengths):
         if self.passage_encoder is None:
