@@ -34,7 +34,7 @@ def test_exact_index_equals_numpy_top_k(corpus):
     np.testing.assert_allclose(scores, ref_scores, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+@pytest.mark.parametrize("kind", ["hnsw", "ivf", "ivf_sq8"])
 def test_approximate_recall_at_10(corpus, kind):
     passages, queries = corpus
     index = build_index(passages, kind, ivf_nlist=64, ivf_nprobe=8)
@@ -56,13 +56,13 @@ def test_search_time_settings_override_the_index(corpus):
 
 def test_builds_are_deterministic(corpus):
     passages, queries = corpus
-    for kind in ("hnsw", "ivf"):
+    for kind in ("hnsw", "ivf", "ivf_sq8"):
         first = search(build_index(passages, kind, ivf_nlist=64), queries, 50)
         second = search(build_index(passages, kind, ivf_nlist=64), queries, 50)
         np.testing.assert_array_equal(first[1], second[1])
 
 
-@pytest.mark.parametrize("kind", ["exact", "hnsw", "ivf"])
+@pytest.mark.parametrize("kind", ["exact", "hnsw", "ivf", "ivf_sq8"])
 def test_save_load_round_trip(tmp_path, corpus, kind):
     passages, queries = corpus
     index = build_index(passages, kind, ivf_nlist=64)
@@ -88,7 +88,7 @@ def test_load_checks_the_kind_and_the_file(tmp_path, corpus):
 
 
 def test_bad_kind_is_a_user_error(corpus):
-    with pytest.raises(TwoTowerError, match="^index kind 'annoy' is not one of exact, hnsw, ivf$"):
+    with pytest.raises(TwoTowerError, match="^index kind 'annoy' is not one of exact, hnsw, ivf, ivf_sq8$"):
         build_index(corpus[0], "annoy")
 
 
@@ -108,3 +108,11 @@ def test_hnsw_returns_k_rows_even_when_k_exceeds_ef_search(corpus):
     _, rows = search(index, queries[:5], 200)
     assert (rows >= 0).all()
     assert recall_at_10(rows, top_k(queries[:5], passages, 10)[1]) == 1.0
+
+
+def test_sq8_stores_a_byte_a_dimension(tmp_path, corpus):
+    for kind in ("ivf", "ivf_sq8"):
+        save_index(build_index(corpus[0], kind, ivf_nlist=64), tmp_path / f"{kind}.index")
+    flat, sq8 = ((tmp_path / f"{kind}.index").stat().st_size for kind in ("ivf", "ivf_sq8"))
+    vectors = corpus[0].size  # floats
+    assert flat > 4 * vectors and sq8 < 1.5 * vectors

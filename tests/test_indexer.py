@@ -232,7 +232,11 @@ def test_index_and_search_commands(tmp_path, model, capsys, monkeypatch):
 @pytest.mark.parametrize("argv, message", [
     (["search", "--mode", "bm25", "coffee"], "--mode bm25 needs --index DIR"),
     (["search", "--index", "nowhere", "coffee"], "index folder not found: nowhere"),
-    (["index", "c.parquet", "--out", "i", "--index", "flat"], "--index 'flat' is not one of exact, hnsw, ivf"),
+    (["index", "c.parquet", "--out", "i", "--index", "flat"],
+     "--index 'flat' is not one of auto, exact, hnsw, ivf, ivf_sq8"),
+    (["index", "c.parquet", "--out", "i", "--index", "exact", "--nprobe", "8"],
+     "--nprobe must be a positive integer, for an ivf index (got 8 with --index exact)"),
+    (["index", "c.parquet", "--out", "i", "--nprobe", "0"], "--nprobe must be a positive integer"),
     (["index", "c.parquet", "--out", "i", "--params", "none.yaml"], "params file not found: none.yaml"),
     (["index", "missing.jsonl", "--out", "i"], "collection not found: missing.jsonl"),
     (["index", "c.parquet", "--out", "i", "--model", "none.pt"], "model not found: none.pt"),
@@ -288,3 +292,40 @@ def test_a_killed_index_command_resumes_to_the_same_index(tmp_path, model):
     subprocess.run([*command, "--out", str(tmp_path / "whole")], check=True, capture_output=True)
     for name in ("vectors.npy", "passages.parquet", "dense.faiss"):
         assert (tmp_path / "index" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
+
+
+def test_auto_gives_a_small_collection_exact_search(tmp_path, model):
+    write_collection(TABLE, tmp_path / "c.parquet", "parquet")
+    manifest = build([tmp_path / "c.parquet"], tmp_path / "index", model, kind="auto")
+    assert manifest["dense"]["kind"] == "exact"
+
+
+def test_auto_above_the_thresholds_builds_a_calibrated_sq8_index(tmp_path, model, monkeypatch):
+    from twotower import index_plan
+
+    monkeypatch.setattr(index_plan, "EXACT_MAX", 2)
+    monkeypatch.setattr(index_plan, "FLOAT_MAX", 4)
+    write_collection(TABLE, tmp_path / "c.parquet", "parquet")
+    manifest = build([tmp_path / "c.parquet"], tmp_path / "index", model, kind="auto")
+    dense = manifest["dense"]
+    assert dense["kind"] == "ivf_sq8" and dense["ivf_nlist"] == 1 and dense["ivf_nprobe"] == 1
+    assert dense["recall_at_10"] >= 0.97 and dense["recall_queries"] == 8
+    searcher = Searcher.from_index(tmp_path / "index", device="cpu")
+    direct = Searcher.from_model(model, "cpu")
+    hits = searcher.search("coffee bean", 3)
+    expected = direct.search("coffee bean", 3, documents=TABLE["text"].tolist())
+    assert [h.score for h in hits] == pytest.approx([h.score for h in expected], abs=0.02)  # 8-bit vectors
+
+
+def test_texts_come_from_the_text_blob_as_the_parquet_has_them(tmp_path, model):
+    table = pd.DataFrame({"id": ["a", "b", "c", "d"], "text": ["naïve café ☕ coffee", "bank loan", "x", "日本語 text"]})
+    write_collection(table, tmp_path / "c.parquet", "parquet")
+    # The second source repeats every id: its parts keep no row, and the blob must not care.
+    build([tmp_path / "c.parquet", tmp_path / "c.parquet"], tmp_path / "index", model, part_rows=2)
+    store = Searcher.from_index(tmp_path / "index", device="cpu").store
+    assert store._blob is not None
+    assert store.texts([3, 0, 2, 1]) == ["日本語 text", "naïve café ☕ coffee", "x", "bank loan"]
+    for name in ("texts.bin", "text_offsets.npy"):  # a folder built before the blob existed
+        (tmp_path / "index" / name).unlink()
+    old = Searcher.from_index(tmp_path / "index", device="cpu").store
+    assert old._blob is None and old.texts([3, 0, 2, 1]) == store.texts([3, 0, 2, 1])

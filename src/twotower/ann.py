@@ -2,7 +2,9 @@
 
 `exact` is faiss' brute force (IndexFlatIP); `hnsw` a proximity graph (IndexHNSWFlat) and
 `ivf` an inverted file of k-means cells (IndexIVFFlat), both approximate: faster than brute
-force on large corpora at some loss of recall. Builds are deterministic: ivf's k-means runs
+force on large corpora at some loss of recall. `ivf_sq8` is `ivf` with each vector stored
+as one byte a dimension (IndexIVFScalarQuantizer, 8-bit): a quarter of the memory, for
+collections whose float vectors would not fit a server's budget (`twotower.index_plan`). Builds are deterministic: ivf's k-means runs
 on a seeded sample with a fixed seed, and hnsw inserts on one thread by default, since
 parallel insertion makes the graph depend on thread timing.
 """
@@ -15,7 +17,9 @@ import numpy as np
 
 from twotower.errors import TwoTowerError
 from twotower.files import atomic_path
-from twotower.params import INDEXES as KINDS
+from twotower.params import INDEXES
+
+KINDS = (*INDEXES, "ivf_sq8")  # the pipeline's eval.index choices, and what `twotower index` adds
 
 
 SETTINGS = ("hnsw_m", "hnsw_ef_construction", "hnsw_ef_search", "ivf_nlist", "ivf_nprobe")
@@ -29,12 +33,13 @@ def settings(params) -> dict:
 def build_index(vectors: np.ndarray, kind: str = "exact", *, hnsw_m: int = 32,
                 hnsw_ef_construction: int = 200, hnsw_ef_search: int = 128, ivf_nlist: int = 256,
                 ivf_nprobe: int = 32, seed: int = 0, deterministic: bool = True,
-                block_rows: int | None = None) -> faiss.Index:
+                block_rows: int | None = None, train_per_cell: int = 256,
+                kmeans_iterations: int = 25) -> faiss.Index:
     """An index of `vectors` (float32 [n, dim]); row i of `vectors` is id i in results.
 
-    ivf trains spherical k-means on at most 256 vectors a cell (faiss' own cap), drawn
-    with `seed`; `ivf_nlist` is lowered to n // 39 when there are too few vectors for it
-    (faiss wants 39 a cell). `deterministic: False` lets hnsw insert on every thread:
+    ivf trains spherical k-means (`kmeans_iterations`, faiss' default 25) on at most
+    `train_per_cell` vectors a cell (256, faiss' own cap), drawn with `seed`; `ivf_nlist`
+    is lowered to n // 39 when there are too few vectors for it (faiss wants 39 a cell). `deterministic: False` lets hnsw insert on every thread:
     faster, but two builds may differ slightly. With `block_rows`, `vectors` may be any
     array-like that slices into arrays (rows read from a file, say): it is added
     `block_rows` at a time and never held whole (hnsw's graph then depends on the blocks).
@@ -57,10 +62,17 @@ def build_index(vectors: np.ndarray, kind: str = "exact", *, hnsw_m: int = 32,
             _add(index, vectors, block_rows)
     else:
         nlist = max(1, min(ivf_nlist, len(vectors) // 39))
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        if kind == "ivf":
+            index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        else:
+            index = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(dim), dim, nlist,
+                                                  faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
         index.cp.seed = seed
         index.cp.spherical = True
-        sample = np.random.default_rng(seed).permutation(len(vectors))[: 256 * nlist]
+        index.cp.niter = kmeans_iterations
+        index.cp.max_points_per_centroid = train_per_cell
+        index.cp.min_points_per_centroid = min(39, train_per_cell)
+        sample = np.random.default_rng(seed).permutation(len(vectors))[: train_per_cell * nlist]
         index.train(np.ascontiguousarray(vectors[np.sort(sample)], dtype=np.float32))
         index.nprobe = min(ivf_nprobe, nlist)
         _add(index, vectors, block_rows)
@@ -79,6 +91,8 @@ def index_kind(index: faiss.Index) -> str:
     """The KINDS name of an index built here (after `load_index`, faiss hands back the subclass)."""
     if isinstance(index, faiss.IndexHNSWFlat):
         return "hnsw"
+    if isinstance(index, faiss.IndexIVFScalarQuantizer):
+        return "ivf_sq8"
     if isinstance(index, faiss.IndexIVFFlat):
         return "ivf"
     if isinstance(index, faiss.IndexFlatIP):

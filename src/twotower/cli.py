@@ -4,7 +4,7 @@ index your own collection and search it from the shell, over HTTP or in a browse
     twotower validate [--params params.yaml] [--data data/raw]
     twotower search "what is a flea life cycle" -k 5
     twotower search --interactive
-    twotower index passages.parquet [more.jsonl ...] --out my-index [--index exact|hnsw|ivf]
+    twotower index passages.parquet [more.jsonl ...] --out my-index [--index auto|exact|hnsw|ivf|ivf_sq8]
     twotower search --index my-index --mode hybrid "what is a flea life cycle"
     twotower serve --index my-index [--host 127.0.0.1] [--port 8000]
 """
@@ -76,26 +76,37 @@ def index_params(path, explicit: bool):
 def run_index(args) -> None:
     from twotower.collection import describe_skipped, open_source
     from twotower.indexer import build_index_folder
-    from twotower.params import INDEXES
+    from twotower.ann import KINDS
 
     if args.part_rows < 1:
         raise TwoTowerError(f"--part-rows must be at least 1, got {args.part_rows}")
     eval_params, bm25_params, hybrid_params = index_params(args.params, args.params_given)
-    kind = args.index or eval_params.index
-    if kind not in INDEXES:
-        raise TwoTowerError(f"--index {kind!r} is not one of {', '.join(INDEXES)}")
+    kind = args.index
+    if kind not in ("auto", *KINDS):
+        raise TwoTowerError(f"--index {kind!r} is not one of auto, {', '.join(KINDS)}")
+    if args.nprobe is not None and (args.nprobe < 1 or kind not in ("auto", "ivf", "ivf_sq8")):
+        raise TwoTowerError(f"--nprobe must be a positive integer, for an ivf index (got {args.nprobe} "
+                            f"with --index {kind})")
     sources = [open_source(path, args.format, args.id_column, args.text_column) for path in args.collections]
     if not Path(args.model).is_file():
         raise TwoTowerError(f"model not found: {args.model} (run `dvc repro train`, or pass --model)")
     manifest = build_index_folder(sources, args.out, args.model, kind=kind, eval_params=eval_params,
                                   bm25_params=bm25_params, hybrid_params=hybrid_params, device=args.device,
-                                  part_rows=args.part_rows, force=args.force, show_progress=not args.quiet)
+                                  part_rows=args.part_rows, force=args.force, nprobe=args.nprobe,
+                                  show_progress=not args.quiet)
     skipped = describe_skipped(manifest["skipped"])
     seconds = manifest["seconds"]
     print(f"indexed {manifest['passages']} passages of {manifest['rows_read']} rows "
           f"({'skipped: ' + skipped if skipped else 'none skipped'}) into {args.out}: "
-          f"embedding {seconds['embed']} s, {kind} index {seconds['dense_index']} s, "
+          f"embedding {seconds['embed']} s, {_describe_dense(manifest['dense'])} {seconds['dense_index']} s, "
           f"BM25 {seconds['bm25_index']} s")
+
+
+def _describe_dense(dense: dict) -> str:
+    if "recall_at_10" not in dense:
+        return f"{dense['kind']} index"
+    return (f"{dense['kind']} index ({dense['ivf_nlist']} cells, nprobe {dense['ivf_nprobe']}: recall@10 "
+            f"{dense['recall_at_10']} against exact)")
 
 
 def run_serve(args) -> None:
@@ -179,7 +190,12 @@ def main(argv=None):
     index.add_argument("collections", nargs="+", metavar="COLLECTION", help="parquet, jsonl or tsv file(s)")
     index.add_argument("--out", required=True, help="the index folder to write")
     index.add_argument("--model", default="models/model.pt", help="trained model (models/model.pt)")
-    index.add_argument("--index", default=None, help="faiss index: exact, hnsw or ivf (default: eval.index)")
+    index.add_argument("--index", default="auto",
+                       help="faiss index: auto (sized to the collection: exact up to 20k passages, ivf up to "
+                            "200k, ivf_sq8 above, nprobe calibrated for recall@10 >= 0.97), exact, hnsw, ivf "
+                            "or ivf_sq8 (these take eval.* settings from --params)")
+    index.add_argument("--nprobe", type=int, default=None,
+                       help="cells an ivf index visits per query (default: calibrated with auto, else eval.ivf_nprobe)")
     index.add_argument("--format", default=None, choices=["parquet", "jsonl", "tsv"],
                        help="collection format (default: from the file suffix)")
     index.add_argument("--id-column", default=None,

@@ -22,25 +22,28 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from twotower import ann, bm25_index
+from twotower import ann, bm25_index, index_plan
 from twotower.collection import RowCounts, Source, clean_batch, describe_skipped, read_batches
 from twotower.errors import TwoTowerError
 from twotower.files import atomic_path, npy_writer, save_npy, write_json, write_parquet
-from twotower.index_folder import (BM25, DENSE, FORMAT, MANIFEST, PASSAGES, TEXT_GROUP_ROWS, VECTORS,
-                                   NpyRows, file_sha256, partial_path)
+from twotower.index_folder import (BM25, DENSE, FORMAT, MANIFEST, PASSAGES, TEXT_GROUP_ROWS, TEXT_OFFSETS, TEXTS,
+                                   VECTORS, NpyRows, file_sha256, partial_path)
 from twotower.search import Searcher
 
 PART_ROWS = 65536
 STATE = "state.json"
 PARTS = "parts"
+IVF_KINDS = ("ivf", "ivf_sq8")
 PASSAGE_SCHEMA = pa.schema([("id", pa.string()), ("text", pa.string())])
 
 
 def build_index_folder(sources: list[Source], out, model_path, *, kind: str, eval_params, bm25_params,
                        hybrid_params, device="auto", part_rows: int = PART_ROWS, force: bool = False,
-                       show_progress: bool = True, log=print) -> dict:
+                       nprobe: int | None = None, show_progress: bool = True, log=print) -> dict:
     """Index every passage of `sources` with the model at `model_path` into `out`; returns the
-    manifest. `eval_params` gives the faiss settings (hnsw_m, ivf_nlist, ...), `bm25_params`
+    manifest. `kind` auto sizes the faiss index to the collection (`twotower.index_plan`),
+    calibrating an ivf index's nprobe unless `nprobe` is given; a named kind takes
+    `eval_params`' faiss settings (hnsw_m, ivf_nlist, ivf_nprobe, ...). `bm25_params`
     the BM25 index's, `hybrid_params` what hybrid search fuses with. The model is let go
     once the passages are embedded, before the faiss and BM25 indexes take their memory."""
     out = Path(out)
@@ -65,10 +68,21 @@ def build_index_folder(sources: list[Source], out, model_path, *, kind: str, eva
     parts = sorted((work / PARTS).glob("*.json"))
     _join_vectors(parts, work / VECTORS, counts.kept, dim)
     _join_passages(parts, work / PASSAGES)
+    _join_texts(parts, work / TEXTS, work / TEXT_OFFSETS, counts.kept)
     vectors = NpyRows(work / VECTORS)
+    auto = kind == "auto"
+    kind, settings = _dense_settings(kind, len(vectors), eval_params)
     if show_progress:
         log(f"building the {kind} faiss index of {len(vectors)} vectors")
-    dense = ann.build_index(vectors, kind, **ann.settings(eval_params), block_rows=part_rows)
+    dense = ann.build_index(vectors, kind, **settings, block_rows=part_rows)
+    if kind in IVF_KINDS:
+        calibration = index_plan.calibrate_nprobe(
+            dense, vectors, nprobe=nprobe if auto else nprobe or settings["ivf_nprobe"], block_rows=part_rows)
+        settings.update(ivf_nlist=int(dense.nlist), ivf_nprobe=calibration.nprobe,
+                        recall_at_10=calibration.recall, recall_queries=calibration.queries)
+        if show_progress:
+            log(f"nprobe {calibration.nprobe} of {dense.nlist} cells: recall@10 {calibration.recall} against "
+                f"exact search ({calibration.queries} of the collection's vectors as queries)")
     ann.save_index(dense, work / DENSE)
     del dense, vectors
     dense_done = time.perf_counter()
@@ -84,7 +98,7 @@ def build_index_folder(sources: list[Source], out, model_path, *, kind: str, eva
         "passages": counts.kept,
         "rows_read": counts.read,
         "skipped": counts.skipped,
-        "dense": {"kind": kind, **ann.settings(eval_params)},
+        "dense": {"kind": kind, **settings},
         "bm25": asdict(bm25_params),
         "hybrid": asdict(hybrid_params),
         "seconds": {"embed": round(embedded - started, 1), "dense_index": round(dense_done - embedded, 1),
@@ -95,6 +109,18 @@ def build_index_folder(sources: list[Source], out, model_path, *, kind: str, eva
     (work / STATE).unlink()
     _replace(work, out)
     return manifest
+
+
+def _dense_settings(kind: str, n: int, eval_params) -> tuple[str, dict]:
+    """(kind, `ann.build_index` settings): `auto` follows `index_plan`'s rule for n vectors;
+    a named kind takes eval params' settings, as the pipeline's evaluate stage does."""
+    settings = ann.settings(eval_params)
+    if kind != "auto":
+        return kind, settings
+    plan = index_plan.plan_index(n)
+    settings.update(ivf_nlist=plan.nlist, train_per_cell=plan.train_per_cell,
+                    kmeans_iterations=plan.kmeans_iterations)
+    return plan.kind, settings
 
 
 def _check_out(out: Path, force: bool) -> None:
@@ -169,6 +195,22 @@ def _join_passages(parts, path: Path) -> None:
         for part in parts:
             table = pq.read_table(part.with_suffix(".parquet")).select(["id", "text"]).cast(PASSAGE_SCHEMA)
             writer.write_table(table, row_group_size=TEXT_GROUP_ROWS)
+
+
+def _join_texts(parts, blob: Path, offsets: Path, rows: int) -> None:
+    """texts.bin (UTF-8 texts back to back) and text_offsets.npy [rows + 1], a part at a time."""
+    ends, written = [np.zeros(1, dtype=np.int64)], 0
+    with atomic_path(blob) as tmp, open(tmp, "wb") as file:
+        for part in parts:
+            encoded = [text.encode("utf-8") for text in pd.read_parquet(part.with_suffix(".parquet"),
+                                                                        columns=["text"])["text"]]
+            file.write(b"".join(encoded))
+            ends.append(written + np.cumsum([len(text) for text in encoded], dtype=np.int64))
+            written += sum(len(text) for text in encoded)
+    offsets_array = np.concatenate(ends)
+    if len(offsets_array) != rows + 1:
+        raise ValueError(f"{blob}: {len(offsets_array) - 1} texts joined, {rows} expected")
+    save_npy(offsets_array, offsets)
 
 
 def _replace(work: Path, out: Path) -> None:

@@ -1,0 +1,52 @@
+"""The rule that sizes `twotower index --index auto` to a collection, and nprobe calibration."""
+
+import numpy as np
+import pytest
+
+from twotower import index_plan
+from twotower.ann import build_index
+from twotower.index import top_k
+
+
+def unit(x):
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.mark.parametrize("n,kind,nlist", [
+    (1, "exact", 0), (20_000, "exact", 0),
+    (20_001, "ivf", 512), (57_000, "ivf", 955), (200_000, "ivf", 1789),
+    (200_001, "ivf_sq8", 1789), (1_000_000, "ivf_sq8", 4000), (8_000_000, "ivf_sq8", 11314),
+])
+def test_the_rule(n, kind, nlist):
+    plan = index_plan.plan_index(n)
+    assert (plan.kind, plan.nlist) == (kind, nlist)
+
+
+def test_calibration_picks_the_smallest_nprobe_reaching_the_target():
+    rng = np.random.default_rng(0)
+    topics = unit(rng.normal(size=(200, 32)))
+    vectors = unit(topics[rng.integers(0, 200, 8000)] + 0.3 * rng.normal(size=(8000, 32)))
+    index = build_index(vectors, "ivf", ivf_nlist=128, train_per_cell=64, kmeans_iterations=10)
+    calibration = index_plan.calibrate_nprobe(index, vectors, target=0.95, queries=200, block_rows=1000)
+    assert calibration.recall >= 0.95 and index.nprobe == calibration.nprobe and calibration.queries == 200
+
+    rows = np.sort(np.random.default_rng(0).choice(len(vectors), 200, replace=False))
+    _, truth = top_k(vectors[rows], vectors, 10)
+
+    def recall(nprobe):
+        index.nprobe = nprobe
+        _, found = index.search(vectors[rows], 10)
+        return np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth)])
+
+    assert recall(calibration.nprobe) == pytest.approx(calibration.recall, abs=1e-4)
+    assert calibration.nprobe == 1 or recall(calibration.nprobe // 2) < 0.95
+
+
+def test_a_given_nprobe_is_kept_and_its_recall_measured():
+    rng = np.random.default_rng(1)
+    vectors = unit(rng.normal(size=(3000, 16)))
+    index = build_index(vectors, "ivf_sq8", ivf_nlist=64)
+    calibration = index_plan.calibrate_nprobe(index, vectors, nprobe=64)
+    assert calibration.nprobe == 64 and calibration.recall > 0.9
+    calibration = index_plan.calibrate_nprobe(index, vectors, nprobe=1)
+    assert calibration.nprobe == 1 and calibration.recall < 0.9
