@@ -1,4 +1,4 @@
-"""MicroBatcher: concurrent callers share searches, each gets its own rows, errors reach all."""
+"""MicroBatcher: concurrent callers of one k share searches, each gets its own rows, errors reach all."""
 
 import threading
 import time
@@ -37,12 +37,12 @@ def test_waiting_queries_are_searched_together_and_each_gets_its_rows():
     release.set()
     for thread in threads:
         thread.join(30)
-    assert sizes == [1, 4, 4]  # the lead query alone, then the eight that waited, four at a time
+    assert sizes == [1, 4, 4]  # the lead query alone, then the eight that waited: four of k 2, four of k 3
     assert batcher.batches == 3
     for i, (scores, rows) in results.items():
         k = 2 + i % 2
         np.testing.assert_array_equal(rows, [np.arange(k)])
-        np.testing.assert_array_equal(scores, [i * np.arange(3, 3 - k, -1)])  # searched with k 3, cut to its own
+        np.testing.assert_array_equal(scores, [i * np.arange(k, 0, -1)])  # searched with its own k
 
 
 def test_an_error_reaches_every_caller_of_that_batch_and_the_batcher_recovers():
@@ -58,3 +58,41 @@ def test_an_error_reaches_every_caller_of_that_batch_and_the_batcher_recovers():
     with pytest.raises(RuntimeError, match="faiss failed"):
         batcher(np.zeros(2), 1)
     assert batcher(np.zeros(2), 1)[1].shape == (1, 1)
+
+
+def k_dependent_search(calls, release):
+    """A fake hnsw: what a search finds depends on its k (efSearch = max(k, ...)), so a query's
+    rows differ when it is searched at another k. Each vector is [query number, its own k]."""
+
+    def search(vectors, k):
+        calls.append((k, sorted({int(own_k) for own_k in vectors[:, 1]})))
+        release.wait(30)
+        rows = (vectors[:, :1].astype(int) + k * np.arange(k)) % 97
+        return rows.astype(np.float32), rows
+
+    return search
+
+
+def test_only_queries_of_one_k_share_a_search_and_each_gets_what_it_gets_alone():
+    calls, release = [], threading.Event()
+    batcher = MicroBatcher(k_dependent_search(calls, release))
+    ks = [10, 1000, 10, 100, 1000, 10, 100]
+    results = {}
+    threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, batcher(np.array([i, ks[i]]), ks[i])))
+               for i in range(len(ks))]
+    threads[0].start()
+    wait_until(lambda: len(calls) == 1)
+    for thread in threads[1:]:
+        thread.start()
+    wait_until(lambda: len(batcher._pending) == len(ks) - 1)
+    release.set()
+    for thread in threads:
+        thread.join(30)
+    assert all([k] == own_ks for k, own_ks in calls)  # no search mixed k's
+    assert sorted(k for k, _ in calls) == [10, 10, 100, 1000]  # the leader alone, then one search per k
+    alone = MicroBatcher(k_dependent_search([], release))
+    for i, k in enumerate(ks):
+        expected = alone(np.array([i, k]), k)
+        np.testing.assert_array_equal(results[i][1], expected[1])
+        np.testing.assert_array_equal(results[i][0], expected[0])
+
