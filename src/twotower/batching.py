@@ -19,19 +19,31 @@ import threading
 import numpy as np
 
 
+class SearchTimeout(TimeoutError):
+    """A query waited longer than the batcher's timeout for its search (a server answers 503)."""
+
+
 class _Request:
     def __init__(self, vector: np.ndarray, k: int):
         self.vector, self.k = vector, k
-        self.ready = threading.Event()
+        self.ready = threading.Event()  # set when its result is in, or when it is handed the lead
+        self.leads = False  # set under the batcher's lock: this request's thread runs the next batch
         self.result = self.error = None
 
 
 class MicroBatcher:
     """`batcher(vector [1, dim], k)` returns `search(vectors [n, dim], k)`'s row for `vector`,
-    with `search` called on up to `max_batch` waiting queries of that k at a time."""
+    with `search` called on up to `max_batch` waiting queries of that k at a time.
 
-    def __init__(self, search, max_batch: int = 64):
-        self._search, self.max_batch = search, max_batch
+    A query that waits `timeout` seconds without its result or the lead raises `SearchTimeout`
+    and leaves the queue, so one hung search does not hold every later request forever. (The
+    thread running that search cannot be interrupted; it answers when faiss returns.)
+    """
+
+    def __init__(self, search, max_batch: int = 64, timeout: float = 30.0):
+        if timeout <= 0:
+            raise ValueError(f"timeout must be positive, got {timeout!r}")
+        self._search, self.max_batch, self.timeout = search, max_batch, timeout
         self._lock = threading.Lock()
         self._pending: list[_Request] = []
         self._running = False
@@ -41,15 +53,25 @@ class MicroBatcher:
         request = _Request(np.asarray(vector, dtype=np.float32).reshape(1, -1), k)
         with self._lock:
             self._pending.append(request)
-            leads = not self._running
+            request.leads = not self._running
             self._running = True
-        if not leads:
-            request.ready.wait()  # set when its result is in, or when it is handed the lead
-        if request.result is None and request.error is None:
+        if not request.leads and not request.ready.wait(self.timeout):
+            self._give_up(request)
+        if request.leads:
             self._run_batch(request)
         if request.error is not None:
             raise request.error
         return request.result
+
+    def _give_up(self, request: _Request) -> None:
+        """Leave the queue and raise, unless the result or the lead came as the wait ended: a
+        request handed the lead must run the next batch, or the queries behind it wait on nobody."""
+        with self._lock:
+            if request.leads or request.ready.is_set():
+                return
+            if request in self._pending:
+                self._pending.remove(request)
+        raise SearchTimeout(f"search timed out after waiting {self.timeout:g} s for other searches")
 
     def _run_batch(self, leader: _Request) -> None:
         """Search `leader` (the oldest waiting query) with the waiting queries of its k, then
@@ -69,6 +91,8 @@ class MicroBatcher:
         with self._lock:
             successor = self._pending[0] if self._pending else None
             self._running = successor is not None
+            if successor is not None:
+                successor.leads = True
         for request in batch:
             request.ready.set()
         if successor is not None:
