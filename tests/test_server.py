@@ -66,6 +66,9 @@ def test_only_its_own_static_files_are_served(client, path):
 @pytest.mark.parametrize("params, status, message", [
     ({"q": ""}, 400, "q is empty"),
     ({"q": "   \t"}, 400, "q is empty"),
+    ({"q": "???"}, 400, "q has no words to search for: '???' holds no letters or digits"),
+    ({"q": "...", "mode": "bm25"}, 400, "q has no words to search for: '...'"),
+    ({"q": " !!! ", "mode": "hybrid"}, 400, "q has no words to search for: ' !!! '"),
     ({}, 422, "q is required"),
     ({"q": "cat", "k": 0}, 422, "k: Input should be greater than or equal to 1"),
     ({"q": "cat", "k": 1001}, 422, "k: Input should be less than or equal to 1000"),

@@ -69,6 +69,9 @@ def create_app(searcher) -> FastAPI:
         if not q.strip():
             return JSONResponse(status_code=400, content={"error": "q is empty: give a query"})
         cut, q = len(q) > MAX_QUERY_CHARS, q[:MAX_QUERY_CHARS]
+        if not words(q):
+            return JSONResponse(status_code=400, content={
+                "error": f"q has no words to search for: {q[:40]!r} holds no letters or digits"})
         query = searcher.truncate(q)
         truncated = cut or len(words(q)) > searcher.max_len_query
         started = time.perf_counter()
