@@ -1,5 +1,7 @@
 """Reading collections: each format, column names found or named, bad rows skipped and counted."""
 
+import re
+
 import pandas as pd
 import pytest
 
@@ -96,3 +98,44 @@ def test_rows_without_id_or_text_and_repeated_ids_are_skipped_and_counted():
     assert counts.read == 8 and counts.kept == 2
     assert counts.skipped == {"missing_id": 2, "empty_text": 2, "duplicate_id": 2}
     assert seen == {"d0", "d1", "5"}
+
+
+FLOAT_IDS = pd.DataFrame({"id": [1.0, 2.0, float("nan"), 4.0, 123.0],  # as pandas writes ints with a gap
+                          "text": ["one", "two", "no id", "four", "many"]})
+
+
+@pytest.mark.parametrize("format", ["parquet", "jsonl"])
+def test_whole_float_ids_are_read_as_integers(tmp_path, format):
+    path = tmp_path / f"c.{format}"
+    write_collection(FLOAT_IDS, path, format)
+    ids, texts = read_all(open_source(path))
+    kept_ids, kept_texts, counts = clean_batch(ids, texts, set())
+    assert kept_ids == ["1", "2", "4", "123"] and kept_texts == ["one", "two", "four", "many"]
+    assert counts.skipped["missing_id"] == 1
+
+
+def test_tsv_ids_are_kept_as_written(tmp_path):
+    path = tmp_path / "c.tsv"
+    path.write_text("id\ttext\n1.0\tone\n2\ttwo\n")
+    ids, _ = read_all(open_source(path))
+    assert clean_batch(ids, ["one", "two"], set())[0] == ["1.0", "2"]  # text, not a number: as the file says
+
+
+@pytest.mark.parametrize("format", ["parquet", "jsonl"])
+@pytest.mark.parametrize("bad, message", [(1.5, "holds 1.5, not a whole number"),
+                                          (2.0 ** 60, "holds 1.152921504606847e+18, too large for a float")])
+def test_a_float_id_that_is_not_an_exact_integer_is_refused_naming_the_column(tmp_path, format, bad, message):
+    path = tmp_path / f"c.{format}"
+    write_collection(pd.DataFrame({"doc_id": [1.0, bad], "text": ["one", "two"]}), path, format)
+    expected = re.escape(f"{path}: id column 'doc_id' {message}") + ".*: write ids as integers or text$"
+    with pytest.raises(TwoTowerError, match=expected):
+        read_all(open_source(path))
+
+
+def test_an_index_of_float_ids_answers_with_integer_ids(tmp_path):
+    from twotower import Searcher
+    from tests.tiny_index import PASSAGES, build_index
+
+    table = PASSAGES.assign(id=[float(i) for i in range(100, 108)])
+    hits = Searcher.from_index(build_index(tmp_path, table), device="cpu").search("flea life cycle", 1)
+    assert hits[0].pid == "101"

@@ -94,6 +94,32 @@ def test_bad_searches_are_refused(root):
         Searcher.from_model(root / MODEL, device="cpu").search("flea")
 
 
+@pytest.mark.parametrize("query", ["???", "!!!", "...", " - ", "\u00bf?"])
+def test_a_query_without_a_word_is_refused(root, query):
+    searcher = Searcher.from_pipeline(root, device="cpu")
+    with pytest.raises(TwoTowerError, match="^query has no words to search for: .* holds no letters or digits$"):
+        searcher.search(query)
+    with pytest.raises(TwoTowerError, match="query has no words to search for"):
+        searcher.search(query, documents=["flea"])
+    assert searcher.search("flea?!", top_k=1)[0].pid == "p1"  # punctuation beside a word is fine
+
+
+def test_cli_refuses_a_query_without_a_word_with_one_line_and_exit_2(root, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["search", "???", "--root", str(root), "--device", "cpu"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err == "error: query has no words to search for: '???' holds no letters or digits\n"
+
+
+def test_cli_interactive_answers_a_query_without_a_word_with_an_error_and_goes_on(root, capsys, monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.StringIO("...\nflea\n"))
+    main(["search", "-i", "-k", "1", "--root", str(root), "--device", "cpu"])
+    captured = capsys.readouterr()
+    assert captured.err == "error: query has no words to search for: '...' holds no letters or digits\n"
+    assert "1. [p1]" in captured.out and captured.out.count("query> ") == 3
+
+
 def test_cli_prints_ranked_passages(root, capsys):
     main(["search", "flea life cycle", "-k", "2", "--root", str(root), "--device", "cpu"])
     lines = capsys.readouterr().out.splitlines()

@@ -4,6 +4,7 @@ import http.client
 import json
 import subprocess
 import sys
+import threading
 import urllib.parse
 import urllib.request
 
@@ -11,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from twotower import Searcher
+from twotower.batching import MicroBatcher
 from twotower.server import create_app
 from tests.tiny_index import build_index, make_model, served
 
@@ -64,6 +66,9 @@ def test_only_its_own_static_files_are_served(client, path):
 @pytest.mark.parametrize("params, status, message", [
     ({"q": ""}, 400, "q is empty"),
     ({"q": "   \t"}, 400, "q is empty"),
+    ({"q": "???"}, 400, "q has no words to search for: '???' holds no letters or digits"),
+    ({"q": "...", "mode": "bm25"}, 400, "q has no words to search for: '...'"),
+    ({"q": " !!! ", "mode": "hybrid"}, 400, "q has no words to search for: ' !!! '"),
     ({}, 422, "q is required"),
     ({"q": "cat", "k": 0}, 422, "k: Input should be greater than or equal to 1"),
     ({"q": "cat", "k": 1001}, 422, "k: Input should be less than or equal to 1000"),
@@ -126,3 +131,27 @@ def test_serve_refuses_to_start_on_a_bad_index_with_one_line(index, tmp_path, ma
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
     assert ("index folder not found" if make_bad == "missing" else "is a different model") in result.stderr
+
+
+def test_a_search_stuck_behind_a_hung_one_is_a_503_and_the_server_recovers(index):
+    searcher = Searcher.from_index(index, device="cpu")
+    exact, started, release = searcher.dense_search, threading.Event(), threading.Event()
+
+    def hanging(vectors, k):
+        started.set()
+        release.wait(30)
+        return exact(vectors, k)
+
+    searcher.dense_search = MicroBatcher(hanging, timeout=0.2)
+    client = TestClient(create_app(searcher), raise_server_exceptions=False)
+    first = {}
+    hung = threading.Thread(target=lambda: first.setdefault("response", client.get("/search", params={"q": "cat"})))
+    hung.start()
+    assert started.wait(30)
+    response = client.get("/search", params={"q": "flea life cycle", "mode": "hybrid"})
+    assert response.status_code == 503
+    assert response.json() == {"error": "search timed out after waiting 0.2 s for other searches"}
+    release.set()
+    hung.join(30)
+    assert first["response"].status_code == 200
+    assert client.get("/search", params={"q": "flea life cycle"}).json()["hits"][0]["id"] == "d1"

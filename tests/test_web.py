@@ -90,3 +90,43 @@ def test_a_passage_holding_html_is_shown_as_text(browser, tmp_path):
         assert page.locator(".hit img, .hit b, .hit i").count() == 0
         assert page.title() == "twotower search"
         page.close()
+
+
+# Counts the /search answers whose body the page has read: once the count is reached, the page
+# has run what it does with each of them (the code after `await response.json()` runs in the
+# same microtask checkpoint, before Playwright's next evaluation).
+COUNT_ANSWERS = """
+window.answersRead = 0;
+const json = Response.prototype.json;
+Response.prototype.json = function () {
+  return json.call(this).then((body) => {
+    if (new URL(this.url).pathname === "/search") window.answersRead += 1;
+    return body;
+  });
+};
+"""
+
+
+def test_a_slow_answer_to_an_earlier_query_does_not_replace_the_latest(browser, url):
+    page = browser.new_page()
+    page.add_init_script(COUNT_ANSWERS)
+    held = []
+    page.route("**/search?*", lambda route: held.append(route) if "q=flea" in route.request.url
+               else route.continue_())
+    page.goto(url)
+    page.fill("#q", "flea life cycle")
+    page.press("#q", "Enter")  # its three requests are held
+    page.fill("#q", "coffee bean")
+    page.press("#q", "Enter")
+    page.wait_for_function("window.answersRead === 3", timeout=30_000)
+    columns = [page.locator(f'.column[data-mode="{mode}"]') for mode in ("dense", "bm25", "hybrid")]
+    shown = [column.inner_html() for column in columns]
+    for column in columns:
+        assert column.locator(".hit .pid").first.inner_text() == "d6"
+        assert column.locator(".hit mark").first.inner_text() == "coffee"
+    assert len(held) == 3
+    for route in held:  # the first query's answers now come, after the second's
+        route.continue_()
+    page.wait_for_function("window.answersRead === 6", timeout=30_000)
+    assert [column.inner_html() for column in columns] == shown
+    page.close()

@@ -58,7 +58,10 @@ def run_search(args) -> None:
                 break
             if query.strip() in ("", "quit", "exit"):
                 break
-            print_hits(searcher.search(query, args.k, mode=args.mode))
+            try:
+                print_hits(searcher.search(query, args.k, mode=args.mode))
+            except TwoTowerError as exc:  # a bad query ("???") ends nothing: ask for the next
+                print(f"error: {exc}", file=sys.stderr)
 
 
 def index_params(path, explicit: bool):

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from twotower.errors import TwoTowerError
@@ -111,12 +112,16 @@ def open_source(path, format: str | None = None, id_column: str | None = None,
 
 def read_batches(source: Source, batch_size: int) -> Iterator[tuple[list, list]]:
     """Yield (ids, texts) lists of up to `batch_size` rows in file order; values as read
-    (None where a row has no value), so the caller decides what a bad row is."""
+    (None where a row has no value), so the caller decides what a bad row is, except that
+    float ids become the integers they hold (`_whole_ids`). A tsv's ids are its text as written."""
     if source.format == "parquet":
         try:
             for batch in pq.ParquetFile(source.path).iter_batches(
                     batch_size=batch_size, columns=[source.id_column, source.text_column]):
-                yield batch.column(0).to_pylist(), batch.column(1).to_pylist()
+                ids = batch.column(0).to_pylist()
+                if pa.types.is_floating(batch.column(0).type):
+                    ids = _whole_ids(ids, source)
+                yield ids, batch.column(1).to_pylist()
         except OSError as exc:
             raise TwoTowerError(f"{source.path}: cannot read ({exc})") from None
         return
@@ -223,7 +228,27 @@ def _jsonl_batches(source: Source, batch_size: int) -> Iterator[tuple[list, list
             ids.append(row.get(source.id_column))
             texts.append(row.get(source.text_column))
             if len(ids) == batch_size:
-                yield ids, texts
+                yield _whole_ids(ids, source), texts
                 ids, texts = [], []
     if ids:
-        yield ids, texts
+        yield _whole_ids(ids, source), texts
+
+
+def _whole_ids(ids: list, source: Source) -> list:
+    """Float ids as ints, so 123.0 is indexed as "123": pandas stores an integer id column
+    with a missing value as float, and JSON may spell 123 as 123.0. A float that is no whole
+    number (1.5), or too large for a float to hold every integer (above 2**53), cannot be
+    known to be the id the user wrote, so it is refused rather than guessed; NaN stays (a
+    missing id, for `clean_batch` to count)."""
+    whole = []
+    for value in ids:
+        if isinstance(value, float) and value == value:
+            if not value.is_integer():
+                raise TwoTowerError(f"{source.path}: id column {source.id_column!r} holds {value!r}, "
+                                    f"not a whole number: write ids as integers or text")
+            if abs(value) > 2 ** 53:
+                raise TwoTowerError(f"{source.path}: id column {source.id_column!r} holds {value!r}, too large "
+                                    f"for a float to keep the id exact: write ids as integers or text")
+            value = int(value)
+        whole.append(value)
+    return whole

@@ -200,9 +200,13 @@ class Searcher:
     def search(self, query: str, top_k: int = 10, documents: Sequence[str] | None = None,
                mode: str = "dense") -> list[Hit]:
         """The `top_k` best passages for `query`: from `documents` (pid = position in the list,
-        as str) when given, else from the index. `mode` bm25 and hybrid need `from_index`."""
+        as str) when given, else from the index. `mode` bm25 and hybrid need `from_index`.
+        A query without a word (`twotower.text.words`: "???", "...") is refused: BM25 has no
+        term to match and the dense tower, reading no word, would rank by a vector of no query."""
         if not isinstance(query, str) or not query.strip():
             raise TwoTowerError("query is empty")
+        if not words(query):
+            raise TwoTowerError(f"query has no words to search for: {query[:40]!r} holds no letters or digits")
         if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 1:
             raise TwoTowerError(f"top_k must be a positive integer, got {top_k!r}")
         if mode not in MODES:

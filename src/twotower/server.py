@@ -4,10 +4,11 @@
     GET /health                                      liveness and what is loaded
     GET /                                            the search page (src/twotower/web/)
 
-Every error is a JSON `{"error": ...}` with a 4xx status; a failure inside a search is a 500
-with a fixed message (the traceback goes to the server's log, never to the client). The
-searcher is shared by uvicorn's worker threads: torch, faiss and bm25s searches only read,
-and concurrent dense searches share one pass over the vectors (`twotower.batching`).
+Every error is a JSON `{"error": ...}` with a 4xx status; a search that waits too long behind
+others is a 503, and a failure inside a search is a 500 with a fixed message (the traceback
+goes to the server's log, never to the client). The searcher is shared by uvicorn's worker
+threads: torch, faiss and bm25s searches only read, and concurrent dense searches share one
+pass over the vectors (`twotower.batching`).
 """
 
 import logging
@@ -20,7 +21,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from twotower.batching import MicroBatcher
+from twotower.batching import MicroBatcher, SearchTimeout
 from twotower.errors import TwoTowerError
 from twotower.search import MODES
 from twotower.text import words
@@ -68,6 +69,9 @@ def create_app(searcher) -> FastAPI:
         if not q.strip():
             return JSONResponse(status_code=400, content={"error": "q is empty: give a query"})
         cut, q = len(q) > MAX_QUERY_CHARS, q[:MAX_QUERY_CHARS]
+        if not words(q):
+            return JSONResponse(status_code=400, content={
+                "error": f"q has no words to search for: {q[:40]!r} holds no letters or digits"})
         query = searcher.truncate(q)
         truncated = cut or len(words(q)) > searcher.max_len_query
         started = time.perf_counter()
@@ -75,6 +79,8 @@ def create_app(searcher) -> FastAPI:
             hits = searcher.search(q, k, mode=mode)
         except TwoTowerError as exc:
             return JSONResponse(status_code=400, content={"error": str(exc)})
+        except SearchTimeout as exc:  # queued behind a search that did not finish: try again later
+            return JSONResponse(status_code=503, content={"error": str(exc)})
         took_ms = (time.perf_counter() - started) * 1000
         return {"query": query, "truncated": truncated, "mode": mode, "k": k, "took_ms": round(took_ms, 2),
                 "hits": [{"rank": h.rank, "id": h.pid, "score": h.score, "text": h.text} for h in hits]}

@@ -71,20 +71,25 @@ function renderError(column, message) {
   column.querySelector(".hits").replaceChildren();
 }
 
-async function searchMode(mode, query, k, terms) {
+// Numbers each search: an answer is shown only while its search is the latest, so a slow
+// answer to an earlier query cannot replace the answer to the query now in the box.
+let latestSearch = 0;
+
+async function searchMode(mode, query, k, terms, searchNumber) {
   const column = document.querySelector(`.column[data-mode="${mode}"]`);
   column.querySelector(".took").textContent = "searching\u2026";
   try {
     const params = new URLSearchParams({ q: query, k: String(k), mode });
     const response = await fetch(`/search?${params}`);
     const body = await response.json();
+    if (searchNumber !== latestSearch) return;
     if (!response.ok) {
       renderError(column, body.error || `error ${response.status}`);
     } else {
       renderHits(column, body, terms);
     }
   } catch (error) {
-    renderError(column, "the server did not answer");
+    if (searchNumber === latestSearch) renderError(column, "the server did not answer");
   }
 }
 
@@ -103,7 +108,8 @@ async function search(event) {
   url.searchParams.set("k", String(k));
   window.history.replaceState(null, "", url);
   const terms = queryTerms(query);
-  await Promise.all(MODES.map((mode) => searchMode(mode, query, k, terms)));
+  const searchNumber = ++latestSearch;
+  await Promise.all(MODES.map((mode) => searchMode(mode, query, k, terms, searchNumber)));
 }
 
 async function describeIndex() {
