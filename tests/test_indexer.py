@@ -2,6 +2,7 @@
 directly, skipped rows counted, an interrupted build resumed, another model refused."""
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -140,18 +141,39 @@ def test_an_interrupted_build_leaves_no_index_and_a_rerun_resumes(tmp_path, mode
         assert (tmp_path / "index" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
 
 
-def test_a_partial_build_of_other_inputs_is_started_clean(tmp_path, model, monkeypatch):
+def test_a_partial_build_of_other_inputs_is_kept_unless_forced(tmp_path, model, monkeypatch):
     collection = tmp_path / "c.parquet"
     write_collection(TABLE, collection, "parquet")
     monkeypatch.setattr(indexer_module, "_join_vectors", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
     with pytest.raises(KeyboardInterrupt):
         build([collection], tmp_path / "index", model)
     monkeypatch.undo()
+    partial = partial_path(tmp_path / "index")
+    done = sorted(path.name for path in (partial / "parts").iterdir())
     write_collection(TABLE.iloc[:4], collection, "parquet")  # the collection changed meanwhile
+    left = "was left by a build of other collections, model or part size: pass --force to discard it"
+    with pytest.raises(TwoTowerError, match=rf"^{re.escape(str(partial))} {left}$"):
+        build([collection], tmp_path / "index", model)
+    assert sorted(path.name for path in (partial / "parts").iterdir()) == done  # untouched
     logs = []
-    manifest = build([collection], tmp_path / "index", model, logs=logs)
+    manifest = build([collection], tmp_path / "index", model, force=True, logs=logs)
     assert logs[0].startswith("starting clean")
     assert manifest["passages"] == 4
+
+
+def test_an_old_folder_is_deleted_only_with_force(tmp_path, model):
+    collection = tmp_path / "c.parquet"
+    write_collection(TABLE, collection, "parquet")
+    old = tmp_path / "index.old"
+    old.mkdir()
+    (old / "notes.txt").write_text("mine")
+    message = "exists (a replaced index is moved there while a build finishes): move it away, or pass --force to delete it"
+    with pytest.raises(TwoTowerError, match=rf"^{re.escape(str(old))} {re.escape(message)}$"):
+        build([collection], tmp_path / "index", model)
+    assert (old / "notes.txt").read_text() == "mine"
+    assert not (tmp_path / "index").exists() and not partial_path(tmp_path / "index").exists()
+    assert build([collection], tmp_path / "index", model, force=True)["passages"] == 8
+    assert not old.exists()
 
 
 def test_an_existing_index_is_replaced_only_with_force(tmp_path, model):

@@ -192,7 +192,8 @@ def main(argv=None):
     index.add_argument("--part-rows", type=int, default=65536,
                        help="rows embedded and saved at a time: what a resumed run can skip (65536)")
     index.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
-    index.add_argument("--force", action="store_true", help="replace an index already in --out")
+    index.add_argument("--force", action="store_true",
+                       help="replace an index already in --out; discard a DIR.partial of other inputs and a DIR.old")
     index.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     index.set_defaults(handler=run_index)
 

@@ -4,7 +4,8 @@ The build works in `DIR.partial` and renames it onto DIR only when the manifest 
 so a killed run never leaves a folder that looks complete. Passages are embedded in parts
 of `part_rows` rows, each saved (vectors, ids and texts, then a json of its row counts that
 marks it done) before the next is read; a rerun with the same collections, model and part
-size skips the parts already done, and one with anything else starts clean. Memory holds
+size skips the parts already done; one with anything else stops, as an existing DIR.old
+does: nothing a user may want is deleted without --force. Memory holds
 one part plus the ids seen so far (to skip repeats); the final vectors are written part by
 part and fed to faiss in blocks read from that file.
 """
@@ -54,7 +55,7 @@ def build_index_folder(sources: list[Source], out, model_path, *, kind: str, eva
                  "output_dim": dim, "max_len_query": searcher.max_len_query,
                  "max_len_passage": searcher.max_len_passage,
                  "passage_encoder": searcher.model.cfg.passage_encoder, "space": searcher.model.cfg.teacher}
-    work = _work_folder(out, state, log)
+    work = _work_folder(out, state, force, log)
     counts, per_source = _embed_parts(sources, work / PARTS, searcher, part_rows, show_progress)
     del searcher
     if counts.kept == 0:
@@ -93,7 +94,7 @@ def build_index_folder(sources: list[Source], out, model_path, *, kind: str, eva
     write_json(manifest, work / MANIFEST)
     shutil.rmtree(work / PARTS)
     (work / STATE).unlink()
-    _replace(work, out)
+    _replace(work, out, force)
     return manifest
 
 
@@ -105,10 +106,25 @@ def _check_out(out: Path, force: bool) -> None:
             raise TwoTowerError(f"{out} already holds an index: pass --force to rebuild it")
     elif out.is_dir() and any(out.iterdir()):
         raise TwoTowerError(f"{out} exists and is not a twotower index: choose another --out")
+    _check_old(out, force)
 
 
-def _work_folder(out: Path, state: dict, log) -> Path:
-    """`out`'s partial folder: kept if a killed run left it for the same inputs, else new."""
+def _old_path(out: Path) -> Path:
+    return out.with_name(out.name + ".old")
+
+
+def _check_old(out: Path, force: bool) -> None:
+    """Checked before a build as well as at its end, so a user's DIR.old stops it before the
+    hours of embedding, not after."""
+    old = _old_path(out)
+    if (old.exists() or old.is_symlink()) and not force:
+        raise TwoTowerError(f"{old} exists (a replaced index is moved there while a build finishes): "
+                            "move it away, or pass --force to delete it")
+
+
+def _work_folder(out: Path, state: dict, force: bool, log) -> Path:
+    """`out`'s partial folder: kept if a killed run left it for the same inputs, else new.
+    One left for other inputs is discarded only with `force`: it may be hours of work."""
     work = partial_path(out)
     if work.is_dir():
         try:
@@ -119,7 +135,11 @@ def _work_folder(out: Path, state: dict, log) -> Path:
             done = len(list((work / PARTS).glob("*.json")))
             log(f"resuming the build in {work}: {done} part(s) of {state['part_rows']} rows already done")
             return work
-        log(f"starting clean: {work} was left by a build of other collections, model or part size")
+        left = ("was left by a build of other collections, model or part size" if previous is not None
+                else f"has no readable {STATE}: it is not a build's, or one killed as it began")
+        if not force:
+            raise TwoTowerError(f"{work} {left}: pass --force to discard it")
+        log(f"starting clean: {work} {left}")
         shutil.rmtree(work)
     (work / PARTS).mkdir(parents=True)
     write_json(state, work / STATE)
@@ -171,9 +191,10 @@ def _join_passages(parts, path: Path) -> None:
             writer.write_table(table, row_group_size=TEXT_GROUP_ROWS)
 
 
-def _replace(work: Path, out: Path) -> None:
+def _replace(work: Path, out: Path, force: bool) -> None:
     """Rename the finished build onto `out`, moving an index it replaces aside first."""
-    old = out.with_name(out.name + ".old")
+    _check_old(out, force)
+    old = _old_path(out)
     if old.exists():
         shutil.rmtree(old)
     if out.exists():
