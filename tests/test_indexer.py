@@ -1,6 +1,7 @@
 """`twotower index` and `Searcher.from_index`: every format, same hits as searching the texts
 directly, skipped rows counted, an interrupted build resumed, another model refused."""
 
+import fcntl
 import json
 import re
 import signal
@@ -189,6 +190,29 @@ def test_an_existing_index_is_replaced_only_with_force(tmp_path, model):
     (tmp_path / "other" / "notes.txt").write_text("mine")
     with pytest.raises(TwoTowerError, match="exists and is not a twotower index"):
         build([collection], tmp_path / "other", model)
+
+
+def test_a_second_build_of_one_out_fails_at_once_naming_the_lock_and_its_pid(tmp_path, model):
+    collection = tmp_path / "c.parquet"
+    write_collection(TABLE, collection, "parquet")
+    lock = tmp_path / "index.lock"
+    with open(lock, "w") as held:  # what a running build holds: flock, with its pid written
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        held.write("4242\n")
+        held.flush()
+        with pytest.raises(TwoTowerError, match=rf"^another build of {re.escape(str(tmp_path / 'index'))} is "
+                                                rf"running \(pid 4242, holding {re.escape(str(lock))}\)"):
+            build([collection], tmp_path / "index", model)
+        assert not partial_path(tmp_path / "index").exists()  # it stopped before starting any work
+    assert build([collection], tmp_path / "index", model)["passages"] == 8  # released: a build runs
+
+
+def test_a_lock_file_left_by_a_killed_build_does_not_block_the_next(tmp_path, model):
+    collection = tmp_path / "c.parquet"
+    write_collection(TABLE, collection, "parquet")
+    (tmp_path / "index.lock").write_text("999999\n")  # as SIGKILL leaves it: the file, no flock
+    assert build([collection], tmp_path / "index", model)["passages"] == 8
+    assert not (tmp_path / "index.lock").exists()
 
 
 def test_searching_with_another_model_is_refused_naming_both(tmp_path, model):

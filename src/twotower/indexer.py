@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from twotower import ann, bm25_index
+from twotower import ann, bm25_index, lockfile
 from twotower.collection import RowCounts, Source, clean_batch, describe_skipped, read_batches
 from twotower.errors import TwoTowerError
 from twotower.files import atomic_path, npy_writer, save_npy, write_json, write_parquet
@@ -43,59 +43,67 @@ def build_index_folder(sources: list[Source], out, model_path, *, kind: str, eva
     """Index every passage of `sources` with the model at `model_path` into `out`; returns the
     manifest. `eval_params` gives the faiss settings (hnsw_m, ivf_nlist, ...), `bm25_params`
     the BM25 index's, `hybrid_params` what hybrid search fuses with. The model is let go
-    once the passages are embedded, before the faiss and BM25 indexes take their memory."""
+    once the passages are embedded, before the faiss and BM25 indexes take their memory.
+    The whole build holds `lock_path(out)`, so a second build of `out` fails at once."""
     out = Path(out)
-    _check_out(out, force)
-    started = time.perf_counter()
-    state = {"format": FORMAT, "model_sha256": file_sha256(model_path), "part_rows": part_rows,
-             "collections": [source.fingerprint for source in sources]}
-    searcher = Searcher.from_model(model_path, device)
-    dim = searcher.model.output_dim
-    ckpt_info = {"path": str(Path(model_path).resolve()), "sha256": state["model_sha256"],
-                 "output_dim": dim, "max_len_query": searcher.max_len_query,
-                 "max_len_passage": searcher.max_len_passage,
-                 "passage_encoder": searcher.model.cfg.passage_encoder, "space": searcher.model.cfg.teacher}
-    work = _work_folder(out, state, force, log)
-    counts, per_source = _embed_parts(sources, work / PARTS, searcher, part_rows, show_progress)
-    del searcher
-    if counts.kept == 0:
-        raise TwoTowerError(f"no passages to index: all {counts.read} rows were skipped "
-                            f"({describe_skipped(counts.skipped) or 'none'})")
-    embedded = time.perf_counter()
+    with lockfile.held(lock_path(out), f"build of {out}"):
+        _check_out(out, force)
+        started = time.perf_counter()
+        state = {"format": FORMAT, "model_sha256": file_sha256(model_path), "part_rows": part_rows,
+                 "collections": [source.fingerprint for source in sources]}
+        searcher = Searcher.from_model(model_path, device)
+        dim = searcher.model.output_dim
+        ckpt_info = {"path": str(Path(model_path).resolve()), "sha256": state["model_sha256"],
+                     "output_dim": dim, "max_len_query": searcher.max_len_query,
+                     "max_len_passage": searcher.max_len_passage,
+                     "passage_encoder": searcher.model.cfg.passage_encoder, "space": searcher.model.cfg.teacher}
+        work = _work_folder(out, state, force, log)
+        counts, per_source = _embed_parts(sources, work / PARTS, searcher, part_rows, show_progress)
+        del searcher
+        if counts.kept == 0:
+            raise TwoTowerError(f"no passages to index: all {counts.read} rows were skipped "
+                                f"({describe_skipped(counts.skipped) or 'none'})")
+        embedded = time.perf_counter()
 
-    parts = sorted((work / PARTS).glob("*.json"))
-    _join_vectors(parts, work / VECTORS, counts.kept, dim)
-    _join_passages(parts, work / PASSAGES)
-    vectors = NpyRows(work / VECTORS)
-    if show_progress:
-        log(f"building the {kind} faiss index of {len(vectors)} vectors")
-    dense = ann.build_index(vectors, kind, **ann.settings(eval_params), block_rows=part_rows)
-    ann.save_index(dense, work / DENSE)
-    del dense, vectors
-    dense_done = time.perf_counter()
+        parts = sorted((work / PARTS).glob("*.json"))
+        _join_vectors(parts, work / VECTORS, counts.kept, dim)
+        _join_passages(parts, work / PASSAGES)
+        vectors = NpyRows(work / VECTORS)
+        if show_progress:
+            log(f"building the {kind} faiss index of {len(vectors)} vectors")
+        dense = ann.build_index(vectors, kind, **ann.settings(eval_params), block_rows=part_rows)
+        ann.save_index(dense, work / DENSE)
+        del dense, vectors
+        dense_done = time.perf_counter()
 
-    texts = (pd.read_parquet(part.with_suffix(".parquet"), columns=["text"])["text"].tolist() for part in parts)
-    bm25_index.save(bm25_index.build(texts, bm25_params, counts.kept, show_progress), work / BM25)
-    finished = time.perf_counter()
+        texts = (pd.read_parquet(part.with_suffix(".parquet"), columns=["text"])["text"].tolist() for part in parts)
+        bm25_index.save(bm25_index.build(texts, bm25_params, counts.kept, show_progress), work / BM25)
+        finished = time.perf_counter()
 
-    manifest = {
-        "format": FORMAT,
-        "model": ckpt_info,
-        "collections": [{**source.fingerprint, **asdict(c)} for source, c in zip(sources, per_source)],
-        "passages": counts.kept,
-        "rows_read": counts.read,
-        "skipped": counts.skipped,
-        "dense": {"kind": kind, **ann.settings(eval_params)},
-        "bm25": asdict(bm25_params),
-        "hybrid": asdict(hybrid_params),
-        "seconds": {"embed": round(embedded - started, 1), "dense_index": round(dense_done - embedded, 1),
-                    "bm25_index": round(finished - dense_done, 1)},
-    }
-    write_json(manifest, work / MANIFEST)
-    shutil.rmtree(work / PARTS)
-    (work / STATE).unlink()
-    _replace(work, out, force)
-    return manifest
+        manifest = {
+            "format": FORMAT,
+            "model": ckpt_info,
+            "collections": [{**source.fingerprint, **asdict(c)} for source, c in zip(sources, per_source)],
+            "passages": counts.kept,
+            "rows_read": counts.read,
+            "skipped": counts.skipped,
+            "dense": {"kind": kind, **ann.settings(eval_params)},
+            "bm25": asdict(bm25_params),
+            "hybrid": asdict(hybrid_params),
+            "seconds": {"embed": round(embedded - started, 1), "dense_index": round(dense_done - embedded, 1),
+                        "bm25_index": round(finished - dense_done, 1)},
+        }
+        write_json(manifest, work / MANIFEST)
+        shutil.rmtree(work / PARTS)
+        (work / STATE).unlink()
+        _replace(work, out, force)
+        return manifest
+
+
+def lock_path(out) -> Path:
+    """The lock a build of `out` holds: a sibling, as it must exist before `out` does."""
+    out = Path(out)
+    return out.with_name(out.name + ".lock")
 
 
 def _check_out(out: Path, force: bool) -> None:
