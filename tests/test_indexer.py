@@ -3,14 +3,18 @@ directly, skipped rows counted, an interrupted build resumed, another model refu
 
 import fcntl
 import json
+import os
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from twotower import Searcher, TwoTowerError
@@ -18,7 +22,7 @@ from twotower import indexer as indexer_module
 from twotower.bm25 import bm25_run
 from twotower.cli import main
 from twotower.collection import open_source
-from twotower.index_folder import MANIFEST, PASSAGES, NpyRows, partial_path
+from twotower.index_folder import MANIFEST, PASSAGES, NpyRows, PassageStore, partial_path
 from twotower.indexer import build_index_folder
 from twotower.params import Bm25Params, EvalParams, HybridParams
 from tests.tiny_index import PASSAGES as TABLE
@@ -303,6 +307,21 @@ def test_npy_rows_reads_what_np_load_does(tmp_path):
     np.save(tmp_path / "flat.npy", np.zeros(3))
     with pytest.raises(TwoTowerError, match="expected a C-ordered 2-D array"):
         NpyRows(tmp_path / "flat.npy")
+
+
+def test_a_passage_store_reads_the_file_it_opened_after_another_replaces_it(tmp_path):
+    """What a server's old searcher needs while `twotower index --force` swaps the folder."""
+    path = tmp_path / PASSAGES
+    pq.write_table(pa.table({"id": ["a", "b"], "text": ["old a", "old b"]}), path)
+    store = PassageStore(path, cache_groups=0)  # no cache: every text is read from the file
+    pq.write_table(pa.table({"id": ["x", "y", "z"], "text": ["new x", "new y", "new z"]}), tmp_path / "new")
+    os.replace(tmp_path / "new", path)  # as the build's rename does
+    texts = []
+    reader = threading.Thread(target=lambda: texts.extend(store.texts(np.array([1, 0]))))  # opens its reader now
+    reader.start()
+    reader.join()
+    assert texts == ["old b", "old a"]
+    assert store.texts(np.array([0])) == ["old a"] and list(store.ids) == ["a", "b"]
 
 
 def test_a_killed_index_command_resumes_to_the_same_index(tmp_path, model):
