@@ -14,7 +14,9 @@ import json
 import os
 import shutil
 import time
+import uuid
 from dataclasses import asdict
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -92,6 +94,8 @@ def build_index_folder(sources: list[Source], out, model_path, *, kind: str, eva
             "hybrid": asdict(hybrid_params),
             "seconds": {"embed": round(embedded - started, 1), "dense_index": round(dense_done - embedded, 1),
                         "bm25_index": round(finished - dense_done, 1)},
+            "build": {"id": uuid.uuid4().hex[:12],  # which build a server serves (its /health)
+                      "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")},
         }
         write_json(manifest, work / MANIFEST)
         shutil.rmtree(work / PARTS)
