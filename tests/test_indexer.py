@@ -1,14 +1,20 @@
 """`twotower index` and `Searcher.from_index`: every format, same hits as searching the texts
 directly, skipped rows counted, an interrupted build resumed, another model refused."""
 
+import fcntl
 import json
+import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from twotower import Searcher, TwoTowerError
@@ -16,7 +22,7 @@ from twotower import indexer as indexer_module
 from twotower.bm25 import bm25_run
 from twotower.cli import main
 from twotower.collection import open_source
-from twotower.index_folder import MANIFEST, PASSAGES, NpyRows, partial_path
+from twotower.index_folder import MANIFEST, PASSAGES, NpyRows, PassageStore, partial_path
 from twotower.indexer import build_index_folder
 from twotower.params import Bm25Params, EvalParams, HybridParams
 from tests.tiny_index import PASSAGES as TABLE
@@ -140,18 +146,39 @@ def test_an_interrupted_build_leaves_no_index_and_a_rerun_resumes(tmp_path, mode
         assert (tmp_path / "index" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
 
 
-def test_a_partial_build_of_other_inputs_is_started_clean(tmp_path, model, monkeypatch):
+def test_a_partial_build_of_other_inputs_is_kept_unless_forced(tmp_path, model, monkeypatch):
     collection = tmp_path / "c.parquet"
     write_collection(TABLE, collection, "parquet")
     monkeypatch.setattr(indexer_module, "_join_vectors", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
     with pytest.raises(KeyboardInterrupt):
         build([collection], tmp_path / "index", model)
     monkeypatch.undo()
+    partial = partial_path(tmp_path / "index")
+    done = sorted(path.name for path in (partial / "parts").iterdir())
     write_collection(TABLE.iloc[:4], collection, "parquet")  # the collection changed meanwhile
+    left = "was left by a build of other collections, model or part size: pass --force to discard it"
+    with pytest.raises(TwoTowerError, match=rf"^{re.escape(str(partial))} {left}$"):
+        build([collection], tmp_path / "index", model)
+    assert sorted(path.name for path in (partial / "parts").iterdir()) == done  # untouched
     logs = []
-    manifest = build([collection], tmp_path / "index", model, logs=logs)
+    manifest = build([collection], tmp_path / "index", model, force=True, logs=logs)
     assert logs[0].startswith("starting clean")
     assert manifest["passages"] == 4
+
+
+def test_an_old_folder_is_deleted_only_with_force(tmp_path, model):
+    collection = tmp_path / "c.parquet"
+    write_collection(TABLE, collection, "parquet")
+    old = tmp_path / "index.old"
+    old.mkdir()
+    (old / "notes.txt").write_text("mine")
+    message = "exists (a replaced index is moved there while a build finishes): move it away, or pass --force to delete it"
+    with pytest.raises(TwoTowerError, match=rf"^{re.escape(str(old))} {re.escape(message)}$"):
+        build([collection], tmp_path / "index", model)
+    assert (old / "notes.txt").read_text() == "mine"
+    assert not (tmp_path / "index").exists() and not partial_path(tmp_path / "index").exists()
+    assert build([collection], tmp_path / "index", model, force=True)["passages"] == 8
+    assert not old.exists()
 
 
 def test_an_existing_index_is_replaced_only_with_force(tmp_path, model):
@@ -167,6 +194,29 @@ def test_an_existing_index_is_replaced_only_with_force(tmp_path, model):
     (tmp_path / "other" / "notes.txt").write_text("mine")
     with pytest.raises(TwoTowerError, match="exists and is not a twotower index"):
         build([collection], tmp_path / "other", model)
+
+
+def test_a_second_build_of_one_out_fails_at_once_naming_the_lock_and_its_pid(tmp_path, model):
+    collection = tmp_path / "c.parquet"
+    write_collection(TABLE, collection, "parquet")
+    lock = tmp_path / "index.lock"
+    with open(lock, "w") as held:  # what a running build holds: flock, with its pid written
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        held.write("4242\n")
+        held.flush()
+        with pytest.raises(TwoTowerError, match=rf"^another build of {re.escape(str(tmp_path / 'index'))} is "
+                                                rf"running \(pid 4242, holding {re.escape(str(lock))}\)"):
+            build([collection], tmp_path / "index", model)
+        assert not partial_path(tmp_path / "index").exists()  # it stopped before starting any work
+    assert build([collection], tmp_path / "index", model)["passages"] == 8  # released: a build runs
+
+
+def test_a_lock_file_left_by_a_killed_build_does_not_block_the_next(tmp_path, model):
+    collection = tmp_path / "c.parquet"
+    write_collection(TABLE, collection, "parquet")
+    (tmp_path / "index.lock").write_text("999999\n")  # as SIGKILL leaves it: the file, no flock
+    assert build([collection], tmp_path / "index", model)["passages"] == 8
+    assert not (tmp_path / "index.lock").exists()
 
 
 def test_searching_with_another_model_is_refused_naming_both(tmp_path, model):
@@ -261,6 +311,21 @@ def test_npy_rows_reads_what_np_load_does(tmp_path):
     np.save(tmp_path / "flat.npy", np.zeros(3))
     with pytest.raises(TwoTowerError, match="expected a C-ordered 2-D array"):
         NpyRows(tmp_path / "flat.npy")
+
+
+def test_a_passage_store_reads_the_file_it_opened_after_another_replaces_it(tmp_path):
+    """What a server's old searcher needs while `twotower index --force` swaps the folder."""
+    path = tmp_path / PASSAGES
+    pq.write_table(pa.table({"id": ["a", "b"], "text": ["old a", "old b"]}), path)
+    store = PassageStore(path, cache_groups=0)  # no cache: every text is read from the file
+    pq.write_table(pa.table({"id": ["x", "y", "z"], "text": ["new x", "new y", "new z"]}), tmp_path / "new")
+    os.replace(tmp_path / "new", path)  # as the build's rename does
+    texts = []
+    reader = threading.Thread(target=lambda: texts.extend(store.texts(np.array([1, 0]))))  # opens its reader now
+    reader.start()
+    reader.join()
+    assert texts == ["old b", "old a"]
+    assert store.texts(np.array([0])) == ["old a"] and list(store.ids) == ["a", "b"]
 
 
 def test_a_killed_index_command_resumes_to_the_same_index(tmp_path, model):

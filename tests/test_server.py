@@ -5,6 +5,8 @@ import json
 import subprocess
 import sys
 import threading
+import time
+import urllib.error
 import urllib.parse
 import urllib.request
 
@@ -14,7 +16,8 @@ from fastapi.testclient import TestClient
 from twotower import Searcher
 from twotower.batching import MicroBatcher
 from twotower.server import create_app
-from tests.tiny_index import build_index, make_model, served
+from tests.tiny_index import OTHER_PASSAGES as OTHER
+from tests.tiny_index import PASSAGES, build_index, make_model, served, write_collection
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +48,8 @@ def test_health_says_what_is_served(client, index):
     body = client.get("/health").json()
     assert body["status"] == "ok" and body["passages"] == 8 and body["modes"] == ["dense", "bm25", "hybrid"]
     assert body["index"] == "exact" and len(body["model_sha256"]) == 64
+    assert body["build"] == json.loads((index / "manifest.json").read_text())["build"]
+    assert len(body["build"]["id"]) == 12 and body["build"]["finished"].endswith("+00:00")
 
 
 def test_the_page_and_its_static_files(client):
@@ -155,3 +160,57 @@ def test_a_search_stuck_behind_a_hung_one_is_a_503_and_the_server_recovers(index
     hung.join(30)
     assert first["response"].status_code == 200
     assert client.get("/search", params={"q": "flea life cycle"}).json()["hits"][0]["id"] == "d1"
+
+
+def test_a_rebuild_while_serving_is_swapped_in_whole(tmp_path):
+    """`twotower index --force` onto the folder a server is answering from, with clients asking
+    all along: every answer is a 200 from one whole build, first A and then B."""
+    index = build_index(tmp_path)  # A
+    write_collection(OTHER, tmp_path / "b.parquet", "parquet")
+    builds = {"A": set(zip(PASSAGES["id"], PASSAGES["text"])), "B": set(zip(OTHER["id"], OTHER["text"]))}
+    answers, stop = [], threading.Event()
+
+    def ask(url):
+        while not stop.is_set():
+            for query, mode in [("coffee bean", "dense"), ("bank loan interest", "bm25"), ("coffee tea", "hybrid")]:
+                try:
+                    with urllib.request.urlopen(f"{url}/search?" + urllib.parse.urlencode(
+                            {"q": query, "k": 3, "mode": mode}), timeout=60) as response:
+                        answers.append((response.status, json.loads(response.read())["hits"]))
+                except urllib.error.HTTPError as error:
+                    answers.append((error.code, []))
+
+    def build_served(url):
+        with urllib.request.urlopen(url + "/health", timeout=60) as response:
+            return json.loads(response.read())["build"]
+
+    with served(index) as url:
+        first = build_served(url)
+        clients = [threading.Thread(target=ask, args=(url,)) for _ in range(2)]
+        for client in clients:
+            client.start()
+        try:
+            before = len(answers)
+            subprocess.run([sys.executable, "-m", "twotower.cli", "index", str(tmp_path / "b.parquet"), "--out",
+                            str(index), "--model", str(tmp_path / "model.pt"), "--index", "exact", "--force",
+                            "--device", "cpu", "-q"], cwd=tmp_path, check=True, capture_output=True, timeout=300)
+            during = len(answers) - before
+            rebuilt = json.loads((index / "manifest.json").read_text())["build"]
+            deadline = time.monotonic() + 120
+            while build_served(url) != rebuilt:  # noticed within a second of a request, then loaded
+                assert time.monotonic() < deadline, "the server never swapped to the new build"
+                time.sleep(0.2)
+            swapped = len(answers)
+            while len(answers) < swapped + 6:
+                time.sleep(0.05)
+        finally:
+            stop.set()
+            for client in clients:
+                client.join(timeout=120)
+    assert first != rebuilt and during > 0
+    assert all(status == 200 for status, _ in answers)
+    served_from = ["A" if pairs <= builds["A"] else "B" if pairs <= builds["B"] else "mixed"
+                   for pairs in ({(hit["id"], hit["text"]) for hit in hits} for _, hits in answers)]
+    assert "mixed" not in served_from and all(hits for _, hits in answers)
+    # once /health shows B, only the two clients' requests already in flight may still be A's
+    assert served_from[0] == "A" and served_from[swapped + 2:] == ["B"] * (len(answers) - swapped - 2)

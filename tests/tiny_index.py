@@ -32,6 +32,12 @@ PASSAGES = pd.DataFrame({
              "how to roast a coffee bean",
              "green tea or coffee"],
 })
+# What a rebuild puts in the same folder: other ids, other texts, another row count.
+OTHER_PASSAGES = pd.DataFrame({
+    "id": [f"b{i}" for i in range(6)],
+    "text": ["coffee bean and tea", "a cat on the river bank", "interest rate of a loan",
+             "the life of a python snake", "bread in the oven", "roast coffee recipe"],
+})
 
 
 def make_model(path, hidden_dim: int = 4, seed: int = 0) -> None:

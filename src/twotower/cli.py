@@ -113,14 +113,15 @@ def _describe_dense(dense: dict) -> str:
 
 
 def run_serve(args) -> None:
-    from twotower.search import Searcher
+    from twotower.live_index import LiveIndex
     from twotower.server import serve
 
     if not 0 <= args.port <= 65535:
         raise TwoTowerError(f"--port must be between 0 and 65535, got {args.port}")
-    searcher = Searcher.from_index(args.index, args.model, args.device)
-    print(f"serving {searcher.size} passages from {args.index} at http://{args.host}:{args.port}/", flush=True)
-    serve(searcher, args.host, args.port, args.log_level)
+    live = LiveIndex.open(args.index, args.model, args.device)
+    print(f"serving {live.searcher.size} passages from {args.index} at http://{args.host}:{args.port}/ "
+          "(a new build of the folder is swapped in as it lands; `kill -HUP` reloads it)", flush=True)
+    serve(live, args.host, args.port, args.log_level)
 
 
 def run_validate(args) -> None:
@@ -211,14 +212,17 @@ def main(argv=None):
     index.add_argument("--part-rows", type=int, default=65536,
                        help="rows embedded and saved at a time: what a resumed run can skip (65536)")
     index.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
-    index.add_argument("--force", action="store_true", help="replace an index already in --out")
+    index.add_argument("--force", action="store_true",
+                       help="replace an index already in --out; discard a DIR.partial of other inputs and a DIR.old")
     index.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     index.set_defaults(handler=run_index)
 
     serve = commands.add_parser(
         "serve", help="search an index folder over HTTP and in a web page",
         description="Serve GET /search?q=...&k=10&mode=dense|bm25|hybrid (JSON), GET /health, and a "
-                    "search page at / showing the three modes side by side.")
+                    "search page at / showing the three modes side by side. A new build of the folder "
+                    "(`twotower index --force`) is loaded in the background and swapped in whole; "
+                    "SIGHUP reloads it at once.")
     serve.add_argument("--index", required=True, help="an index folder from `twotower index`")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1: this machine only)")
     serve.add_argument("--port", type=int, default=8000, help="port (8000)")

@@ -18,6 +18,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from twotower.errors import TwoTowerError
@@ -113,7 +114,10 @@ class PassageStore:
     def __init__(self, path, cache_groups: int = 1024):
         self.path = Path(path)
         try:
-            file = pq.ParquetFile(self.path)
+            # Mapped once, here: every thread reads this file's bytes, not whatever is at `path`
+            # later, so a searcher stays whole while `twotower index --force` replaces the folder.
+            self._bytes = pa.memory_map(str(self.path)).read_buffer()  # zero-copy, keeps the map
+            file = pq.ParquetFile(pa.BufferReader(self._bytes))
             self.ids = file.read(columns=["id"]).column("id").to_numpy(zero_copy_only=False).astype(object)
         except Exception as exc:  # pyarrow raises several types for a missing or broken file
             raise TwoTowerError(f"cannot read {self.path} ({type(exc).__name__})") from None
@@ -147,7 +151,7 @@ class PassageStore:
                 self._cache.move_to_end(group)
                 return self._cache[group]
         if not hasattr(self._local, "file"):
-            self._local.file = pq.ParquetFile(self.path)
+            self._local.file = pq.ParquetFile(pa.BufferReader(self._bytes))
         texts = self._local.file.read_row_group(group, columns=["text"]).column("text").to_pylist()
         with self._lock:
             self._cache[group] = texts

@@ -4,7 +4,8 @@ The build works in `DIR.partial` and renames it onto DIR only when the manifest 
 so a killed run never leaves a folder that looks complete. Passages are embedded in parts
 of `part_rows` rows, each saved (vectors, ids and texts, then a json of its row counts that
 marks it done) before the next is read; a rerun with the same collections, model and part
-size skips the parts already done, and one with anything else starts clean. Memory holds
+size skips the parts already done; one with anything else stops, as an existing DIR.old
+does: nothing a user may want is deleted without --force. Memory holds
 one part plus the ids seen so far (to skip repeats); the final vectors are written part by
 part and fed to faiss in blocks read from that file.
 """
@@ -13,7 +14,9 @@ import json
 import os
 import shutil
 import time
+import uuid
 from dataclasses import asdict
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from twotower import ann, bm25_index, index_plan
+from twotower import ann, bm25_index, index_plan, lockfile
 from twotower.collection import RowCounts, Source, clean_batch, describe_skipped, read_batches
 from twotower.errors import TwoTowerError
 from twotower.files import atomic_path, npy_writer, save_npy, write_json, write_parquet
@@ -45,30 +48,69 @@ def build_index_folder(sources: list[Source], out, model_path, *, kind: str, eva
     calibrating an ivf index's nprobe unless `nprobe` is given; a named kind takes
     `eval_params`' faiss settings (hnsw_m, ivf_nlist, ivf_nprobe, ...). `bm25_params`
     the BM25 index's, `hybrid_params` what hybrid search fuses with. The model is let go
-    once the passages are embedded, before the faiss and BM25 indexes take their memory."""
+    once the passages are embedded, before the faiss and BM25 indexes take their memory.
+    The whole build holds `lock_path(out)`, so a second build of `out` fails at once."""
     out = Path(out)
-    _check_out(out, force)
-    started = time.perf_counter()
-    state = {"format": FORMAT, "model_sha256": file_sha256(model_path), "part_rows": part_rows,
-             "collections": [source.fingerprint for source in sources]}
-    searcher = Searcher.from_model(model_path, device)
-    dim = searcher.model.output_dim
-    ckpt_info = {"path": str(Path(model_path).resolve()), "sha256": state["model_sha256"],
-                 "output_dim": dim, "max_len_query": searcher.max_len_query,
-                 "max_len_passage": searcher.max_len_passage,
-                 "passage_encoder": searcher.model.cfg.passage_encoder, "space": searcher.model.cfg.teacher}
-    work = _work_folder(out, state, log)
-    counts, per_source = _embed_parts(sources, work / PARTS, searcher, part_rows, show_progress)
-    del searcher
-    if counts.kept == 0:
-        raise TwoTowerError(f"no passages to index: all {counts.read} rows were skipped "
-                            f"({describe_skipped(counts.skipped) or 'none'})")
-    embedded = time.perf_counter()
+    with lockfile.held(lock_path(out), f"build of {out}"):
+        _check_out(out, force)
+        started = time.perf_counter()
+        state = {"format": FORMAT, "model_sha256": file_sha256(model_path), "part_rows": part_rows,
+                 "collections": [source.fingerprint for source in sources]}
+        searcher = Searcher.from_model(model_path, device)
+        dim = searcher.model.output_dim
+        ckpt_info = {"path": str(Path(model_path).resolve()), "sha256": state["model_sha256"],
+                     "output_dim": dim, "max_len_query": searcher.max_len_query,
+                     "max_len_passage": searcher.max_len_passage,
+                     "passage_encoder": searcher.model.cfg.passage_encoder, "space": searcher.model.cfg.teacher}
+        work = _work_folder(out, state, force, log)
+        counts, per_source = _embed_parts(sources, work / PARTS, searcher, part_rows, show_progress)
+        del searcher
+        if counts.kept == 0:
+            raise TwoTowerError(f"no passages to index: all {counts.read} rows were skipped "
+                                f"({describe_skipped(counts.skipped) or 'none'})")
+        embedded = time.perf_counter()
 
-    parts = sorted((work / PARTS).glob("*.json"))
-    _join_vectors(parts, work / VECTORS, counts.kept, dim)
-    _join_passages(parts, work / PASSAGES)
-    _join_texts(parts, work / TEXTS, work / TEXT_OFFSETS, counts.kept)
+        parts = sorted((work / PARTS).glob("*.json"))
+        _join_vectors(parts, work / VECTORS, counts.kept, dim)
+        _join_passages(parts, work / PASSAGES)
+        _join_texts(parts, work / TEXTS, work / TEXT_OFFSETS, counts.kept)
+        kind, settings = _build_dense(work, kind, eval_params, nprobe, part_rows, show_progress, log)
+        dense_done = time.perf_counter()
+
+        texts = (pd.read_parquet(part.with_suffix(".parquet"), columns=["text"])["text"].tolist() for part in parts)
+        bm25_index.save(bm25_index.build(texts, bm25_params, counts.kept, show_progress), work / BM25)
+        finished = time.perf_counter()
+
+        manifest = {
+            "format": FORMAT,
+            "model": ckpt_info,
+            "collections": [{**source.fingerprint, **asdict(c)} for source, c in zip(sources, per_source)],
+            "passages": counts.kept,
+            "rows_read": counts.read,
+            "skipped": counts.skipped,
+            "dense": {"kind": kind, **settings},
+            "bm25": asdict(bm25_params),
+            "hybrid": asdict(hybrid_params),
+            "seconds": {"embed": round(embedded - started, 1), "dense_index": round(dense_done - embedded, 1),
+                        "bm25_index": round(finished - dense_done, 1)},
+            "build": {"id": uuid.uuid4().hex[:12],  # which build a server serves (its /health)
+                      "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")},
+        }
+        write_json(manifest, work / MANIFEST)
+        shutil.rmtree(work / PARTS)
+        (work / STATE).unlink()
+        _replace(work, out, force)
+        return manifest
+
+
+def lock_path(out) -> Path:
+    """The lock a build of `out` holds: a sibling, as it must exist before `out` does."""
+    out = Path(out)
+    return out.with_name(out.name + ".lock")
+
+
+def _build_dense(work: Path, kind: str, eval_params, nprobe, part_rows: int, show_progress: bool, log):
+    """Write the faiss index of work's vectors; returns (its kind, its settings for the manifest)."""
     vectors = NpyRows(work / VECTORS)
     auto = kind == "auto"
     kind, settings = _dense_settings(kind, len(vectors), eval_params)
@@ -84,31 +126,7 @@ def build_index_folder(sources: list[Source], out, model_path, *, kind: str, eva
             log(f"nprobe {calibration.nprobe} of {dense.nlist} cells: recall@10 {calibration.recall} against "
                 f"exact search ({calibration.queries} of the collection's vectors as queries)")
     ann.save_index(dense, work / DENSE)
-    del dense, vectors
-    dense_done = time.perf_counter()
-
-    texts = (pd.read_parquet(part.with_suffix(".parquet"), columns=["text"])["text"].tolist() for part in parts)
-    bm25_index.save(bm25_index.build(texts, bm25_params, counts.kept, show_progress), work / BM25)
-    finished = time.perf_counter()
-
-    manifest = {
-        "format": FORMAT,
-        "model": ckpt_info,
-        "collections": [{**source.fingerprint, **asdict(c)} for source, c in zip(sources, per_source)],
-        "passages": counts.kept,
-        "rows_read": counts.read,
-        "skipped": counts.skipped,
-        "dense": {"kind": kind, **settings},
-        "bm25": asdict(bm25_params),
-        "hybrid": asdict(hybrid_params),
-        "seconds": {"embed": round(embedded - started, 1), "dense_index": round(dense_done - embedded, 1),
-                    "bm25_index": round(finished - dense_done, 1)},
-    }
-    write_json(manifest, work / MANIFEST)
-    shutil.rmtree(work / PARTS)
-    (work / STATE).unlink()
-    _replace(work, out)
-    return manifest
+    return kind, settings
 
 
 def _dense_settings(kind: str, n: int, eval_params) -> tuple[str, dict]:
@@ -131,10 +149,25 @@ def _check_out(out: Path, force: bool) -> None:
             raise TwoTowerError(f"{out} already holds an index: pass --force to rebuild it")
     elif out.is_dir() and any(out.iterdir()):
         raise TwoTowerError(f"{out} exists and is not a twotower index: choose another --out")
+    _check_old(out, force)
 
 
-def _work_folder(out: Path, state: dict, log) -> Path:
-    """`out`'s partial folder: kept if a killed run left it for the same inputs, else new."""
+def _old_path(out: Path) -> Path:
+    return out.with_name(out.name + ".old")
+
+
+def _check_old(out: Path, force: bool) -> None:
+    """Checked before a build as well as at its end, so a user's DIR.old stops it before the
+    hours of embedding, not after."""
+    old = _old_path(out)
+    if (old.exists() or old.is_symlink()) and not force:
+        raise TwoTowerError(f"{old} exists (a replaced index is moved there while a build finishes): "
+                            "move it away, or pass --force to delete it")
+
+
+def _work_folder(out: Path, state: dict, force: bool, log) -> Path:
+    """`out`'s partial folder: kept if a killed run left it for the same inputs, else new.
+    One left for other inputs is discarded only with `force`: it may be hours of work."""
     work = partial_path(out)
     if work.is_dir():
         try:
@@ -145,7 +178,11 @@ def _work_folder(out: Path, state: dict, log) -> Path:
             done = len(list((work / PARTS).glob("*.json")))
             log(f"resuming the build in {work}: {done} part(s) of {state['part_rows']} rows already done")
             return work
-        log(f"starting clean: {work} was left by a build of other collections, model or part size")
+        left = ("was left by a build of other collections, model or part size" if previous is not None
+                else f"has no readable {STATE}: it is not a build's, or one killed as it began")
+        if not force:
+            raise TwoTowerError(f"{work} {left}: pass --force to discard it")
+        log(f"starting clean: {work} {left}")
         shutil.rmtree(work)
     (work / PARTS).mkdir(parents=True)
     write_json(state, work / STATE)
@@ -213,9 +250,10 @@ def _join_texts(parts, blob: Path, offsets: Path, rows: int) -> None:
     save_npy(offsets_array, offsets)
 
 
-def _replace(work: Path, out: Path) -> None:
+def _replace(work: Path, out: Path, force: bool) -> None:
     """Rename the finished build onto `out`, moving an index it replaces aside first."""
-    old = out.with_name(out.name + ".old")
+    _check_old(out, force)
+    old = _old_path(out)
     if old.exists():
         shutil.rmtree(old)
     if out.exists():

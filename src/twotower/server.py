@@ -7,11 +7,16 @@
 Every error is a JSON `{"error": ...}` with a 4xx status; a search that waits too long behind
 others is a 503, and a failure inside a search is a 500 with a fixed message (the traceback
 goes to the server's log, never to the client). The searcher is shared by uvicorn's worker
-threads: torch, faiss and bm25s searches only read, and concurrent dense searches share one
-pass over the vectors (`twotower.batching`).
+threads: torch, faiss and bm25s searches only read, and concurrent dense searches of one k
+share one pass over the vectors (`twotower.batching`). A new build of the folder (`twotower
+index --force`) is loaded beside it and swapped in whole (`twotower.live_index`), noticed
+within a second of a request or at once on SIGHUP.
 """
 
+import copy
 import logging
+import signal
+import threading
 import time
 from importlib import resources
 
@@ -21,8 +26,9 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from twotower.batching import MicroBatcher, SearchTimeout
+from twotower.batching import SearchTimeout
 from twotower.errors import TwoTowerError
+from twotower.live_index import LiveIndex, build_of
 from twotower.search import MODES
 from twotower.text import words
 
@@ -33,11 +39,11 @@ WEB = resources.files("twotower") / "web"
 log = logging.getLogger("twotower.server")
 
 
-def create_app(searcher) -> FastAPI:
-    """The ASGI app over `searcher` (a `Searcher.from_index`)."""
+def create_app(index) -> FastAPI:
+    """The ASGI app over `index`: a `LiveIndex`, or a `Searcher.from_index` served as it is.
+    Each request takes the current searcher once and uses only it."""
+    live = index if isinstance(index, LiveIndex) else LiveIndex(index)
     app = FastAPI(title="twotower", docs_url=None, redoc_url=None, openapi_url=None)
-    if searcher.dense_search is not None and not isinstance(searcher.dense_search, MicroBatcher):
-        searcher.dense_search = MicroBatcher(searcher.dense_search)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
@@ -54,10 +60,11 @@ def create_app(searcher) -> FastAPI:
 
     @app.get("/health")
     def health():
+        searcher = live.current()
         manifest = searcher.manifest or {}
         return {"status": "ok", "passages": searcher.size, "modes": list(searcher.modes),
                 "index": manifest.get("dense", {}).get("kind"),
-                "model_sha256": manifest.get("model", {}).get("sha256")}
+                "model_sha256": manifest.get("model", {}).get("sha256"), "build": build_of(searcher)}
 
     @app.get("/search")
     def search(q: str = Query(..., description="the query"),
@@ -68,6 +75,7 @@ def create_app(searcher) -> FastAPI:
                 "error": f"mode {mode!r} is not one of {', '.join(MODES)}", "accepted": list(MODES)})
         if not q.strip():
             return JSONResponse(status_code=400, content={"error": "q is empty: give a query"})
+        searcher = live.current()
         cut, q = len(q) > MAX_QUERY_CHARS, q[:MAX_QUERY_CHARS]
         if not words(q):
             return JSONResponse(status_code=400, content={
@@ -101,9 +109,23 @@ def _message(error: dict) -> str:
     return f"{where}: {error.get('msg', 'invalid')}"
 
 
-def serve(searcher, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info") -> None:
-    """Run the app with uvicorn until interrupted (h11, so the request-size cap applies)."""
-    import uvicorn
+def reload_on_sighup(live: LiveIndex) -> None:
+    """`kill -HUP` makes the server load its folder again, changed or not. The handler only
+    starts a thread: the load must not run inside a signal handler, on the event loop's thread."""
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, lambda signum, frame: threading.Thread(
+            target=live.check, kwargs={"force": True}, daemon=True).start())
 
-    uvicorn.run(create_app(searcher), host=host, port=port, log_level=log_level, http="h11",
+
+def serve(index, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info") -> None:
+    """Run the app with uvicorn until interrupted (h11, so the request-size cap applies); our
+    log lines (a build swapped in, or one that did not load) go where uvicorn's go."""
+    import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
+
+    live = index if isinstance(index, LiveIndex) else LiveIndex(index)
+    reload_on_sighup(live)
+    log_config = copy.deepcopy(LOGGING_CONFIG)
+    log_config["loggers"]["twotower"] = {"handlers": ["default"], "level": log_level.upper(), "propagate": False}
+    uvicorn.run(create_app(live), host=host, port=port, log_level=log_level, log_config=log_config, http="h11",
                 h11_max_incomplete_event_size=MAX_REQUEST_LINE, server_header=False)
