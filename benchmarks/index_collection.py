@@ -6,7 +6,7 @@ drawn Zipf-like, then runs the real command in a child process and reads its pea
 from the kernel (`RUSAGE_CHILDREN`). The manifest's own timings split the run into
 embedding (reading, tokenizing, the passage tower, writing parts), the faiss index and BM25.
 
-    python benchmarks/index_collection.py                       # 1,000,000 passages, exact
+    python benchmarks/index_collection.py                       # 1,000,000 passages, --index auto
     python benchmarks/index_collection.py --passages 100000 --kind hnsw
 """
 
@@ -46,7 +46,7 @@ def main():
     parser.add_argument("--collection", type=Path, default=None,
                         help="where the synthetic collection is (written if missing)")
     parser.add_argument("--out", type=Path, default=None, help="index folder (default: beside the collection)")
-    parser.add_argument("--kind", default="exact", choices=["exact", "hnsw", "ivf"])
+    parser.add_argument("--kind", default="auto", choices=["auto", "exact", "hnsw", "ivf", "ivf_sq8"])
     parser.add_argument("--model", default="models/model.pt")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -72,8 +72,11 @@ def main():
     print(f"cores {os.cpu_count()}, load average {load:.1f} before the run")
     print(f"indexed {n:,} passages ({args.kind}) in {wall:.0f} s wall: {n / wall:,.0f} passages/s; "
           f"peak RSS {peak_mib:,.0f} MiB; index folder {size / 2**20:,.0f} MiB")
+    dense = manifest["dense"]
+    recall = (f" ({dense['ivf_nlist']} cells, nprobe {dense['ivf_nprobe']}, recall@10 {dense['recall_at_10']} "
+              "against exact on the collection's own vectors)" if "recall_at_10" in dense else "")
     print(f"  embedding {seconds['embed']:.0f} s ({n / seconds['embed']:,.0f} passages/s), "
-          f"{args.kind} faiss index {seconds['dense_index']:.1f} s, "
+          f"{dense['kind']} faiss index {seconds['dense_index']:.1f} s{recall}, "
           f"BM25 {seconds['bm25_index']:.0f} s ({n / seconds['bm25_index']:,.0f} passages/s)")
 
 
