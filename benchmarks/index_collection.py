@@ -6,7 +6,8 @@ drawn Zipf-like, then runs the real command in a child process and reads its pea
 from the kernel (`RUSAGE_CHILDREN`). The manifest's own timings split the run into
 embedding (reading, tokenizing, the passage tower, writing parts), the faiss index and BM25.
 
-    python benchmarks/index_collection.py                       # 1,000,000 passages, --index auto
+    python benchmarks/index_collection.py                       # 1,000,000 passages, 1,000 topics, auto
+    python benchmarks/index_collection.py --topics 0            # random words: no topic structure
     python benchmarks/index_collection.py --passages 100000 --kind hnsw
 """
 
@@ -21,14 +22,20 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from make_large_input import Words
 
 
-def write_collection(path: Path, passages: int, seed: int, chunk: int = 50_000) -> None:
+def write_collection(path: Path, passages: int, seed: int, topics: int = 0, chunk: int = 50_000) -> None:
+    """With `topics`, each passage is about one of them: half its words come from that topic's
+    50 (drawn from GloVe ranks 1,000-50,000), the rest Zipf-like as before. Real passages
+    are about something, and a dense index's cells follow what they are about; random
+    words alone give vectors with no structure to cluster, the worst case for an ivf index."""
     rng = np.random.default_rng(seed)
     words = Words(rng)
+    topic_words = rng.integers(1_000, 50_000, size=(topics, 50)) if topics else None
     schema = pa.schema([("id", pa.string()), ("text", pa.string())])
     tmp = path.with_suffix(".tmp")
     with pq.ParquetWriter(tmp, schema) as writer:
@@ -36,7 +43,16 @@ def write_collection(path: Path, passages: int, seed: int, chunk: int = 50_000) 
             n = min(chunk, passages - start)
             lengths = np.clip(rng.lognormal(np.log(50), 0.45, n), 3, 400).astype(np.int64)
             ids = pa.array([f"s{i}" for i in range(start, start + n)])
-            writer.write_table(pa.Table.from_arrays([ids, words.texts(lengths)], schema=schema))
+            if topic_words is None:
+                texts = words.texts(lengths)
+            else:
+                word_ids = np.searchsorted(words.cdf, rng.random(int(lengths.sum())))
+                topic = np.repeat(rng.integers(0, topics, n), lengths)
+                on_topic = rng.random(len(word_ids)) < 0.5
+                word_ids[on_topic] = topic_words[topic[on_topic], rng.integers(0, 50, int(on_topic.sum()))]
+                offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+                texts = pc.binary_join(pa.ListArray.from_arrays(offsets, words.words.take(word_ids)), " ")
+            writer.write_table(pa.Table.from_arrays([ids, texts], schema=schema))
     os.replace(tmp, path)
 
 
@@ -49,13 +65,16 @@ def main():
     parser.add_argument("--kind", default="auto", choices=["auto", "exact", "hnsw", "ivf", "ivf_sq8"])
     parser.add_argument("--model", default="models/model.pt")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--topics", type=int, default=1000,
+                        help="passages about this many topics (0: random words, no topic structure)")
     args = parser.parse_args()
-    collection = args.collection or Path(f"/tmp/twotower-bench/collection-{args.passages}.parquet")
-    out = args.out or collection.with_name(f"index-{args.passages}-{args.kind}")
+    collection = args.collection or Path(f"/tmp/twotower-bench/collection-{args.passages}"
+                                         f"{f'-topics{args.topics}' if args.topics else ''}.parquet")
+    out = args.out or collection.with_name(f"index-{collection.stem.removeprefix('collection-')}-{args.kind}")
     collection.parent.mkdir(parents=True, exist_ok=True)
     if not collection.is_file():
         start = time.perf_counter()
-        write_collection(collection, args.passages, args.seed)
+        write_collection(collection, args.passages, args.seed, args.topics)
         print(f"wrote {args.passages:,} passages to {collection} "
               f"({collection.stat().st_size / 2**20:.0f} MiB) in {time.perf_counter() - start:.0f} s")
 

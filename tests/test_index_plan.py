@@ -22,31 +22,43 @@ def test_the_rule(n, kind, nlist):
     assert (plan.kind, plan.nlist) == (kind, nlist)
 
 
+def clustered(n, dim, seed, noise):
+    rng = np.random.default_rng(seed)
+    topics = unit(rng.normal(size=(200, dim)))
+    return unit(topics[rng.integers(0, 200, n)] + noise * rng.normal(size=(n, dim)))
+
+
+def recall(index, queries, truth, nprobe):
+    index.nprobe = nprobe
+    _, found = index.search(queries, 10)
+    return np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth)])
+
+
 def test_calibration_picks_the_smallest_nprobe_reaching_the_target():
-    rng = np.random.default_rng(0)
-    topics = unit(rng.normal(size=(200, 32)))
-    vectors = unit(topics[rng.integers(0, 200, 8000)] + 0.3 * rng.normal(size=(8000, 32)))
+    vectors, queries = clustered(8000, 32, 0, 0.3), clustered(200, 32, 0, 0.6)
     index = build_index(vectors, "ivf", ivf_nlist=128, train_per_cell=64, kmeans_iterations=10)
-    calibration = index_plan.calibrate_nprobe(index, vectors, target=0.95, queries=200, block_rows=1000)
+    calibration = index_plan.calibrate_nprobe(index, vectors, queries, target=0.95, block_rows=1000)
     assert calibration.recall >= 0.95 and index.nprobe == calibration.nprobe and calibration.queries == 200
-
-    rows = np.sort(np.random.default_rng(0).choice(len(vectors), 200, replace=False))
-    _, truth = top_k(vectors[rows], vectors, 10)
-
-    def recall(nprobe):
-        index.nprobe = nprobe
-        _, found = index.search(vectors[rows], 10)
-        return np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth)])
-
-    assert recall(calibration.nprobe) == pytest.approx(calibration.recall, abs=1e-4)
-    assert calibration.nprobe == 1 or recall(calibration.nprobe // 2) < 0.95
+    _, truth = top_k(queries, vectors, 10)
+    assert recall(index, queries, truth, calibration.nprobe) == pytest.approx(calibration.recall, abs=1e-4)
+    assert calibration.nprobe > 1 and recall(index, queries, truth, calibration.nprobe // 2) < 0.95
 
 
 def test_a_given_nprobe_is_kept_and_its_recall_measured():
     rng = np.random.default_rng(1)
-    vectors = unit(rng.normal(size=(3000, 16)))
+    vectors, queries = unit(rng.normal(size=(3000, 16))), unit(rng.normal(size=(100, 16)))
     index = build_index(vectors, "ivf_sq8", ivf_nlist=64)
-    calibration = index_plan.calibrate_nprobe(index, vectors, nprobe=64)
+    calibration = index_plan.calibrate_nprobe(index, vectors, queries, nprobe=64)
     assert calibration.nprobe == 64 and calibration.recall > 0.9
-    calibration = index_plan.calibrate_nprobe(index, vectors, nprobe=1)
+    calibration = index_plan.calibrate_nprobe(index, vectors, queries, nprobe=1)
     assert calibration.nprobe == 1 and calibration.recall < 0.9
+
+
+def test_pseudo_queries_are_seeded_spans_of_each_text():
+    texts = ["the flea life cycle has four stages: egg, larva, pupa and adult", "a b", "???"]
+    spans = index_plan.pseudo_queries(texts, seed=3)
+    assert spans == index_plan.pseudo_queries(texts, seed=3) and len(spans) == 3
+    words = texts[0].replace(":", "").replace(",", "").split()
+    first = spans[0].split()
+    assert 3 <= len(first) <= 8 and " ".join(first) in " ".join(words)
+    assert spans[1] == "a b" and spans[2] == "???"  # a short text whole; one without words as it is

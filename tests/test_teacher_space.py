@@ -55,9 +55,15 @@ def test_a_model_without_a_passage_tower_has_none():
         TwoTower(ModelConfig(vocab_size=4, embed_dim=2, passage_encoder="teacher"))  # output student
 
 
-def test_the_index_holds_the_teachers_vectors_and_says_so(tmp_path, teacher):
+def test_the_index_holds_the_teachers_vectors_and_says_so(tmp_path, teacher, monkeypatch):
     make_query_tower(tmp_path / "q.pt")
+    from twotower import indexer
+
+    part_sizes, embed_parts = [], indexer._embed_parts
+    monkeypatch.setattr(indexer, "_embed_parts", lambda sources, parts, searcher, part_rows, show_progress: (
+        part_sizes.append(part_rows) or embed_parts(sources, parts, searcher, part_rows, show_progress)))
     manifest = build(tmp_path, tmp_path / "q.pt")
+    assert part_sizes == [indexer.TEACHER_PART_ROWS]  # the teacher's parts are small: a kill loses little
     assert manifest["model"]["passage_encoder"] == "teacher" and manifest["model"]["space"] == SPACE
     vectors = np.load(tmp_path / "index" / "vectors.npy")
     expected = encode_texts(teacher, PASSAGES["text"].tolist(), 64, dtype=np.float32)

@@ -81,7 +81,7 @@ def run_index(args) -> None:
     from twotower.indexer import build_index_folder
     from twotower.ann import KINDS
 
-    if args.part_rows < 1:
+    if args.part_rows is not None and args.part_rows < 1:
         raise TwoTowerError(f"--part-rows must be at least 1, got {args.part_rows}")
     eval_params, bm25_params, hybrid_params = index_params(args.params, args.params_given)
     kind = args.index
@@ -209,8 +209,9 @@ def main(argv=None):
                             "content, body)")
     index.add_argument("--params", default=None,
                        help="params file for the eval, bm25 and hybrid settings (params.yaml if present)")
-    index.add_argument("--part-rows", type=int, default=65536,
-                       help="rows embedded and saved at a time: what a resumed run can skip (65536)")
+    index.add_argument("--part-rows", type=int, default=None,
+                       help="rows embedded and saved at a time: what a resumed run can skip (65536; 4096 when "
+                            "the model's passages are the teacher's, ~70 s a part on 2 cores)")
     index.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     index.add_argument("--force", action="store_true",
                        help="replace an index already in --out; discard a DIR.partial of other inputs and a DIR.old")

@@ -34,6 +34,7 @@ from twotower.index_folder import (BM25, DENSE, FORMAT, MANIFEST, PASSAGES, TEXT
 from twotower.search import Searcher
 
 PART_ROWS = 65536
+TEACHER_PART_ROWS = 4096
 STATE = "state.json"
 PARTS = "parts"
 IVF_KINDS = ("ivf", "ivf_sq8")
@@ -41,7 +42,7 @@ PASSAGE_SCHEMA = pa.schema([("id", pa.string()), ("text", pa.string())])
 
 
 def build_index_folder(sources: list[Source], out, model_path, *, kind: str, eval_params, bm25_params,
-                       hybrid_params, device="auto", part_rows: int = PART_ROWS, force: bool = False,
+                       hybrid_params, device="auto", part_rows: int | None = None, force: bool = False,
                        nprobe: int | None = None, show_progress: bool = True, log=print) -> dict:
     """Index every passage of `sources` with the model at `model_path` into `out`; returns the
     manifest. `kind` auto sizes the faiss index to the collection (`twotower.index_plan`),
@@ -49,14 +50,17 @@ def build_index_folder(sources: list[Source], out, model_path, *, kind: str, eva
     `eval_params`' faiss settings (hnsw_m, ivf_nlist, ivf_nprobe, ...). `bm25_params`
     the BM25 index's, `hybrid_params` what hybrid search fuses with. The model is let go
     once the passages are embedded, before the faiss and BM25 indexes take their memory.
-    The whole build holds `lock_path(out)`, so a second build of `out` fails at once."""
+    The whole build holds `lock_path(out)`, so a second build of `out` fails at once.
+    Without `part_rows`, parts are PART_ROWS rows, or TEACHER_PART_ROWS when the teacher
+    embeds the passages (~70 s a part on 2 cores, so a killed build loses little)."""
     out = Path(out)
     with lockfile.held(lock_path(out), f"build of {out}"):
         _check_out(out, force)
         started = time.perf_counter()
+        searcher = Searcher.from_model(model_path, device)
+        part_rows = part_rows or (TEACHER_PART_ROWS if searcher.model.teacher_passages else PART_ROWS)
         state = {"format": FORMAT, "model_sha256": file_sha256(model_path), "part_rows": part_rows,
                  "collections": [source.fingerprint for source in sources]}
-        searcher = Searcher.from_model(model_path, device)
         dim = searcher.model.output_dim
         ckpt_info = {"path": str(Path(model_path).resolve()), "sha256": state["model_sha256"],
                      "output_dim": dim, "max_len_query": searcher.max_len_query,
@@ -64,17 +68,22 @@ def build_index_folder(sources: list[Source], out, model_path, *, kind: str, eva
                      "passage_encoder": searcher.model.cfg.passage_encoder, "space": searcher.model.cfg.teacher}
         work = _work_folder(out, state, force, log)
         counts, per_source = _embed_parts(sources, work / PARTS, searcher, part_rows, show_progress)
-        del searcher
         if counts.kept == 0:
             raise TwoTowerError(f"no passages to index: all {counts.read} rows were skipped "
                                 f"({describe_skipped(counts.skipped) or 'none'})")
+        auto = kind == "auto"
+        kind, settings = _dense_settings(kind, counts.kept, eval_params)
+        probes = _calibration_queries(work / PARTS, searcher) if kind in IVF_KINDS else None
+        del searcher
         embedded = time.perf_counter()
 
         parts = sorted((work / PARTS).glob("*.json"))
         _join_vectors(parts, work / VECTORS, counts.kept, dim)
         _join_passages(parts, work / PASSAGES)
         _join_texts(parts, work / TEXTS, work / TEXT_OFFSETS, counts.kept)
-        kind, settings = _build_dense(work, kind, eval_params, nprobe, part_rows, show_progress, log)
+        if kind in IVF_KINDS and not auto:
+            nprobe = nprobe or settings["ivf_nprobe"]
+        _build_dense(work, kind, settings, probes, nprobe, part_rows, show_progress, log)
         dense_done = time.perf_counter()
 
         texts = (pd.read_parquet(part.with_suffix(".parquet"), columns=["text"])["text"].tolist() for part in parts)
@@ -109,24 +118,37 @@ def lock_path(out) -> Path:
     return out.with_name(out.name + ".lock")
 
 
-def _build_dense(work: Path, kind: str, eval_params, nprobe, part_rows: int, show_progress: bool, log):
-    """Write the faiss index of work's vectors; returns (its kind, its settings for the manifest)."""
+def _build_dense(work: Path, kind: str, settings: dict, probes, nprobe, part_rows: int, show_progress: bool,
+                 log) -> None:
+    """Write the faiss index of work's vectors; an ivf index's nprobe is calibrated on the
+    query vectors `probes` (or `nprobe` kept), and `settings` gains what the manifest says."""
     vectors = NpyRows(work / VECTORS)
-    auto = kind == "auto"
-    kind, settings = _dense_settings(kind, len(vectors), eval_params)
     if show_progress:
         log(f"building the {kind} faiss index of {len(vectors)} vectors")
     dense = ann.build_index(vectors, kind, **settings, block_rows=part_rows)
     if kind in IVF_KINDS:
-        calibration = index_plan.calibrate_nprobe(
-            dense, vectors, nprobe=nprobe if auto else nprobe or settings["ivf_nprobe"], block_rows=part_rows)
+        calibration = index_plan.calibrate_nprobe(dense, vectors, probes, nprobe=nprobe, block_rows=part_rows)
         settings.update(ivf_nlist=int(dense.nlist), ivf_nprobe=calibration.nprobe,
                         recall_at_10=calibration.recall, recall_queries=calibration.queries)
         if show_progress:
             log(f"nprobe {calibration.nprobe} of {dense.nlist} cells: recall@10 {calibration.recall} against "
-                f"exact search ({calibration.queries} of the collection's vectors as queries)")
+                f"exact search for {calibration.queries} pseudo-queries")
     ann.save_index(dense, work / DENSE)
-    return kind, settings
+
+
+def _calibration_queries(parts: Path, searcher, n: int = index_plan.CALIBRATION_QUERIES,
+                         seed: int = 0) -> np.ndarray:
+    """Query vectors of `index_plan.pseudo_queries` from n passages drawn (seeded) from the parts."""
+    files = sorted(parts.glob("*.json"))
+    kept = [json.loads(file.read_text())["kept"] for file in files]
+    starts = np.cumsum([0, *kept])
+    rows = np.sort(np.random.default_rng(seed).choice(starts[-1], size=min(n, starts[-1]), replace=False))
+    texts = []
+    for file, first, last in zip(files, starts[:-1], starts[1:]):
+        mine = rows[(rows >= first) & (rows < last)] - first
+        if len(mine):
+            texts += pd.read_parquet(file.with_suffix(".parquet"), columns=["text"])["text"].iloc[mine].tolist()
+    return np.concatenate([searcher.embed_query(query) for query in index_plan.pseudo_queries(texts, seed)])
 
 
 def _dense_settings(kind: str, n: int, eval_params) -> tuple[str, dict]:

@@ -90,8 +90,10 @@ def create_app(index) -> FastAPI:
         except SearchTimeout as exc:  # queued behind a search that did not finish: try again later
             return JSONResponse(status_code=503, content={"error": str(exc)})
         took_ms = (time.perf_counter() - started) * 1000
-        return {"query": query, "truncated": truncated, "mode": mode, "k": k, "took_ms": round(took_ms, 2),
-                "hits": [{"rank": h.rank, "id": h.pid, "score": h.score, "text": h.text} for h in hits]}
+        # A JSONResponse goes out as it is: FastAPI's jsonable_encoder would walk every hit first.
+        return JSONResponse({"query": query, "truncated": truncated, "mode": mode, "k": k,
+                             "took_ms": round(took_ms, 2),
+                             "hits": [{"rank": h.rank, "id": h.pid, "score": h.score, "text": h.text} for h in hits]})
 
     @app.get("/", include_in_schema=False)
     def page():
