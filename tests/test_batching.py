@@ -108,13 +108,19 @@ def blocking_search(started, release):
     return search
 
 
-def test_a_query_behind_a_hung_search_times_out_and_leaves_the_queue_to_the_next():
+def hung_lead():
+    """A batcher (timeout 0.2 s) whose lead thread is stuck in a search until `release` is set."""
     started, release = threading.Event(), threading.Event()
     batcher = MicroBatcher(blocking_search(started, release), timeout=0.2)
     results = {}
     lead = threading.Thread(target=lambda: results.__setitem__("lead", batcher(np.zeros(2), 1)))
     lead.start()
     assert started.wait(30)
+    return batcher, release, results, lead
+
+
+def test_a_query_behind_a_hung_search_times_out_and_leaves_the_queue_to_the_next():
+    batcher, release, results, lead = hung_lead()
     with pytest.raises(SearchTimeout, match=r"search timed out after waiting 0\.2 s"):
         batcher(np.zeros(2), 1)  # queued first behind the hung search, so the lead would pass to it
     assert batcher._pending == []
@@ -144,12 +150,7 @@ def test_a_query_handed_the_lead_as_its_wait_times_out_still_runs_the_batch(monk
             super().__init__(vector, k)
             self.ready = LateEvent()
 
-    started, release = threading.Event(), threading.Event()
-    batcher = MicroBatcher(blocking_search(started, release), timeout=0.2)
-    results = {}
-    lead = threading.Thread(target=lambda: results.__setitem__("lead", batcher(np.zeros(2), 1)))
-    lead.start()
-    assert started.wait(30)
+    batcher, release, results, lead = hung_lead()
     monkeypatch.setattr(batching, "_Request", LateRequest)
     threads = {name: threading.Thread(target=lambda name=name, k=k: results.__setitem__(name, batcher(np.zeros(2), k)))
                for name, k in (("handed the lead", 2), ("behind it", 3))}
