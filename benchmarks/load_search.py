@@ -63,8 +63,10 @@ def run_clients(url: str, queries: list[str], mode: str, k: int, clients: int):
     return latencies, errors[0], time.perf_counter() - start
 
 
-def server_peak_rss_mib(url: str) -> float | None:
-    """VmHWM of the process listening on the server's port (Linux /proc; None elsewhere)."""
+def server_memory_mib(url: str) -> dict | None:
+    """The serving process's VmHWM (peak RSS), and its RSS now split into anonymous memory
+    (its own) and file-backed pages (memory-mapped index files, shared with the page cache
+    and dropped under pressure); Linux /proc, None elsewhere."""
     port = urllib.parse.urlsplit(url).port
     for status in Path("/proc").glob("[0-9]*/status"):
         try:
@@ -72,9 +74,8 @@ def server_peak_rss_mib(url: str) -> float | None:
         except OSError:
             continue
         if b"serve" in cmdline and str(port).encode() in cmdline:
-            for line in status.read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
+            fields = dict(line.split(":", 1) for line in status.read_text().splitlines() if ":" in line)
+            return {name: int(fields[name].split()[0]) / 1024 for name in ("VmHWM", "RssAnon", "RssFile")}
     return None
 
 
@@ -104,9 +105,10 @@ def main():
                 p50, p99 = np.percentile(latencies, [50, 99])
                 print(f"| {mode} | {clients} | {len(latencies)} | {errors} | {p50:.1f} | {p99:.1f} | "
                       f"{statistics.fmean(latencies):.1f} | {len(latencies) / wall:.1f} |", flush=True)
-        peak = server_peak_rss_mib(url)
-    if peak is not None:
-        print(f"server peak RSS {peak:,.0f} MiB")
+        memory = server_memory_mib(url)
+    if memory is not None:
+        print(f"server peak RSS {memory['VmHWM']:,.0f} MiB; at the end {memory['RssAnon']:,.0f} MiB anonymous + "
+              f"{memory['RssFile']:,.0f} MiB of mapped files")
 
 
 if __name__ == "__main__":
