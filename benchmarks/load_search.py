@@ -64,19 +64,30 @@ def run_clients(url: str, queries: list[str], mode: str, k: int, clients: int):
 
 
 def server_memory_mib(url: str) -> dict | None:
-    """The serving process's VmHWM (peak RSS), and its RSS now split into anonymous memory
-    (its own) and file-backed pages (memory-mapped index files, shared with the page cache
-    and dropped under pressure); Linux /proc, None elsewhere."""
+    """Memory of the serving processes (the one listening on the server's port and, with
+    --workers, its worker children), Linux /proc; None elsewhere. VmHWM is each one's peak
+    RSS, summed; RSS now splits into anonymous memory (each process's own, summed) and pages
+    of memory-mapped files (the index files, shared through the page cache: the largest
+    process's figure, as the workers map the same files)."""
     port = urllib.parse.urlsplit(url).port
+    processes = {}
     for status in Path("/proc").glob("[0-9]*/status"):
         try:
             cmdline = (status.parent / "cmdline").read_bytes().split(b"\0")
+            fields = dict(line.split(":", 1) for line in status.read_text().splitlines() if ":" in line)
         except OSError:
             continue
-        if b"serve" in cmdline and str(port).encode() in cmdline:
-            fields = dict(line.split(":", 1) for line in status.read_text().splitlines() if ":" in line)
-            return {name: int(fields[name].split()[0]) / 1024 for name in ("VmHWM", "RssAnon", "RssFile")}
-    return None
+        processes[status.parent.name] = (cmdline, fields)
+    masters = [pid for pid, (cmdline, _) in processes.items()
+               if b"serve" in cmdline and str(port).encode() in cmdline]
+    if not masters:
+        return None
+    serving = [fields for pid, (_, fields) in processes.items()
+               if pid in masters or fields.get("PPid", "").strip() in masters]
+    mib = [{name: int(fields[name].split()[0]) / 1024 for name in ("VmHWM", "RssAnon", "RssFile")}
+           for fields in serving]
+    return {"VmHWM": sum(m["VmHWM"] for m in mib), "RssAnon": sum(m["RssAnon"] for m in mib),
+            "RssFile": max(m["RssFile"] for m in mib), "processes": len(mib)}
 
 
 def main():
@@ -88,6 +99,7 @@ def main():
     parser.add_argument("--modes", nargs="+", default=["dense", "bm25", "hybrid"])
     parser.add_argument("-k", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=1, help="`twotower serve --workers`")
     args = parser.parse_args()
 
     pool = pd.read_parquet(args.queries, columns=["text"])["text"].tolist()
@@ -96,7 +108,7 @@ def main():
           f"k={args.k}")
     print("| mode | clients | requests | errors | p50 ms | p99 ms | mean ms | requests/s |")
     print("|---|---|---|---|---|---|---|---|")
-    with served(args.index, timeout=600) as url:
+    with served(args.index, timeout=600, options=["--workers", str(args.workers)]) as url:
         run_clients(url, [pool[i] for i in rng.integers(0, len(pool), 20)], "hybrid", args.k, 1)  # warm-up
         for mode in args.modes:
             for clients in args.clients:
@@ -107,8 +119,8 @@ def main():
                       f"{statistics.fmean(latencies):.1f} | {len(latencies) / wall:.1f} |", flush=True)
         memory = server_memory_mib(url)
     if memory is not None:
-        print(f"server peak RSS {memory['VmHWM']:,.0f} MiB; at the end {memory['RssAnon']:,.0f} MiB anonymous + "
-              f"{memory['RssFile']:,.0f} MiB of mapped files")
+        print(f"server peak RSS {memory['VmHWM']:,.0f} MiB over {memory['processes']} process(es); at the end "
+              f"{memory['RssAnon']:,.0f} MiB anonymous + {memory['RssFile']:,.0f} MiB of mapped files")
 
 
 if __name__ == "__main__":

@@ -117,6 +117,17 @@ def test_a_100_kb_query_is_truncated_not_a_crash_and_a_huge_request_is_refused(i
             assert json.loads(health.read())["status"] == "ok"
 
 
+def test_worker_processes_serve_the_folder_on_one_port(index):
+    with served(index, options=["--workers", "2"]) as url:
+        for mode in ("dense", "bm25", "hybrid") * 4:  # a new connection each: either worker may answer
+            with urllib.request.urlopen(url + "/search?" + urllib.parse.urlencode(
+                    {"q": "coffee bean", "k": 2, "mode": mode}), timeout=60) as response:
+                assert json.loads(response.read())["hits"][0]["id"] == "d6"
+    result = subprocess.run([sys.executable, "-m", "twotower.cli", "serve", "--index", str(index), "--workers", "0"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and result.stderr == "error: --workers must be at least 1, got 0\n"
+
+
 def test_a_failing_search_is_a_500_without_a_traceback(index, monkeypatch):
     searcher = Searcher.from_index(index, device="cpu")
     monkeypatch.setattr(searcher, "search", lambda *a, **k: 1 / 0)
@@ -125,12 +136,13 @@ def test_a_failing_search_is_a_500_without_a_traceback(index, monkeypatch):
     assert response.json() == {"error": "internal error: the search failed"}
 
 
-@pytest.mark.parametrize("make_bad", ["missing", "other model"])
-def test_serve_refuses_to_start_on_a_bad_index_with_one_line(index, tmp_path, make_bad):
-    args = ["--index", str(tmp_path / "nowhere")]
+@pytest.mark.parametrize("make_bad,workers", [("missing", "1"), ("other model", "1"), ("missing", "2"),
+                                              ("other model", "2")])
+def test_serve_refuses_to_start_on_a_bad_index_with_one_line(index, tmp_path, make_bad, workers):
+    args = ["--index", str(tmp_path / "nowhere"), "--workers", workers]
     if make_bad == "other model":
         make_model(tmp_path / "other.pt", seed=3)
-        args = ["--index", str(index), "--model", str(tmp_path / "other.pt")]
+        args = ["--index", str(index), "--model", str(tmp_path / "other.pt"), "--workers", workers]
     result = subprocess.run([sys.executable, "-m", "twotower.cli", "serve", *args, "--port", "0"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
@@ -214,3 +226,29 @@ def test_a_rebuild_while_serving_is_swapped_in_whole(tmp_path):
     assert "mixed" not in served_from and all(hits for _, hits in answers)
     # once /health shows B, only the two clients' requests already in flight may still be A's
     assert served_from[0] == "A" and served_from[swapped + 2:] == ["B"] * (len(answers) - swapped - 2)
+
+
+def test_every_connection_gets_tcp_nodelay():
+    """The socket uvicorn binds for --workers has protocol number 0, so asyncio leaves Nagle on
+    and a keep-alive client waited ~40 ms a request; `no_delay` turns it off per connection."""
+    import socket
+
+    from twotower.server import no_delay
+
+    class Transport:
+        def __init__(self, sock):
+            self.sock = sock
+
+        def get_extra_info(self, name):
+            return self.sock if name == "socket" else None
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        with socket.create_connection(listener.getsockname()) as client:
+            accepted, _ = listener.accept()
+            with accepted:
+                assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0
+                no_delay(Transport(accepted))
+                assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    no_delay(Transport(None))  # a transport without a socket is left alone

@@ -88,11 +88,12 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def served(index, timeout: float = 120):
-    """`twotower serve` over `index` on a free port, as a user starts it; yields its base URL."""
+def served(index, timeout: float = 120, options=()):
+    """`twotower serve` over `index` on a free port, as a user starts it (plus `options`);
+    yields its base URL."""
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "twotower.cli", "serve", "--index", str(index),
-                               "--port", str(port), "--device", "cpu", "--log-level", "warning"],
+                               "--port", str(port), "--device", "cpu", "--log-level", "warning", *options],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     try:

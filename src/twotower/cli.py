@@ -118,6 +118,19 @@ def run_serve(args) -> None:
 
     if not 0 <= args.port <= 65535:
         raise TwoTowerError(f"--port must be between 0 and 65535, got {args.port}")
+    if args.workers < 1:
+        raise TwoTowerError(f"--workers must be at least 1, got {args.workers}")
+    if args.workers > 1:  # check the folder here, so a bad one is one line, not one per worker
+        from twotower import index_folder
+        from twotower.server import serve_workers
+
+        manifest = index_folder.read_manifest(args.index)
+        index_folder.resolve_model(args.index, manifest, args.model)
+        print(f"serving {manifest['passages']} passages from {args.index} at http://{args.host}:{args.port}/ "
+              f"with {args.workers} worker processes (`kill -HUP` restarts them on the folder's "
+              "current build)", flush=True)
+        serve_workers(args.index, args.model, args.device, args.workers, args.host, args.port, args.log_level)
+        return
     live = LiveIndex.open(args.index, args.model, args.device)
     print(f"serving {live.searcher.size} passages from {args.index} at http://{args.host}:{args.port}/ "
           "(a new build of the folder is swapped in as it lands; `kill -HUP` reloads it)", flush=True)
@@ -229,6 +242,9 @@ def main(argv=None):
     serve.add_argument("--port", type=int, default=8000, help="port (8000)")
     serve.add_argument("--model", default=None, help="the model file, if it moved since the index was built")
     serve.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    serve.add_argument("--workers", type=int, default=1,
+                       help="server processes (1); more answer more requests/s on more cores, sharing the "
+                            "memory-mapped index files")
     serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     serve.set_defaults(handler=run_serve)
 
