@@ -4,9 +4,10 @@
 `ivf` an inverted file of k-means cells (IndexIVFFlat), both approximate: faster than brute
 force on large corpora at some loss of recall. `ivf_sq8` is `ivf` with each vector stored
 as one byte a dimension (IndexIVFScalarQuantizer, 8-bit): a quarter of the memory, for
-collections whose float vectors would not fit a server's budget (`twotower.index_plan`). Builds are deterministic: ivf's k-means runs
-on a seeded sample with a fixed seed, and hnsw inserts on one thread by default, since
-parallel insertion makes the graph depend on thread timing.
+collections whose float vectors would not fit a server's budget (`twotower.index_plan`).
+Builds are deterministic: ivf's k-means runs on a seeded sample with a fixed seed, and hnsw
+inserts on one thread by default, since parallel insertion makes the graph depend on thread
+timing.
 """
 
 import contextlib
@@ -20,6 +21,7 @@ from twotower.files import atomic_path
 from twotower.params import INDEXES
 
 KINDS = (*INDEXES, "ivf_sq8")  # the pipeline's eval.index choices, and what `twotower index` adds
+IVF_KINDS = ("ivf", "ivf_sq8")  # the kinds with cells, whose nprobe a search sets
 
 
 SETTINGS = ("hnsw_m", "hnsw_ef_construction", "hnsw_ef_search", "ivf_nlist", "ivf_nprobe")
@@ -39,8 +41,8 @@ def build_index(vectors: np.ndarray, kind: str = "exact", *, hnsw_m: int = 32,
 
     ivf trains spherical k-means (`kmeans_iterations`, faiss' default 25) on at most
     `train_per_cell` vectors a cell (256, faiss' own cap), drawn with `seed`; `ivf_nlist`
-    is lowered to n // 39 when there are too few vectors for it (faiss wants 39 a cell). `deterministic: False` lets hnsw insert on every thread:
-    faster, but two builds may differ slightly. With `block_rows`, `vectors` may be any
+    is lowered to n // 39 when there are too few vectors for it (faiss wants 39 a cell).
+    `deterministic: False` lets hnsw insert on every thread: faster, but two builds may differ slightly. With `block_rows`, `vectors` may be any
     array-like that slices into arrays (rows read from a file, say): it is added
     `block_rows` at a time and never held whole (hnsw's graph then depends on the blocks).
     """

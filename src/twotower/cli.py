@@ -79,7 +79,7 @@ def index_params(path, explicit: bool):
 def run_index(args) -> None:
     from twotower.collection import describe_skipped, open_source
     from twotower.indexer import build_index_folder
-    from twotower.ann import KINDS
+    from twotower.ann import IVF_KINDS, KINDS
 
     if args.part_rows is not None and args.part_rows < 1:
         raise TwoTowerError(f"--part-rows must be at least 1, got {args.part_rows}")
@@ -87,7 +87,7 @@ def run_index(args) -> None:
     kind = args.index
     if kind not in ("auto", *KINDS):
         raise TwoTowerError(f"--index {kind!r} is not one of auto, {', '.join(KINDS)}")
-    if args.nprobe is not None and (args.nprobe < 1 or kind not in ("auto", "ivf", "ivf_sq8")):
+    if args.nprobe is not None and (args.nprobe < 1 or kind not in ("auto", *IVF_KINDS)):
         raise TwoTowerError(f"--nprobe must be a positive integer, for an ivf index (got {args.nprobe} "
                             f"with --index {kind})")
     sources = [open_source(path, args.format, args.id_column, args.text_column) for path in args.collections]
@@ -209,7 +209,7 @@ def main(argv=None):
     index.add_argument("--model", default="models/model.pt", help="trained model (models/model.pt)")
     index.add_argument("--index", default="auto",
                        help="faiss index: auto (sized to the collection: exact up to 20k passages, ivf up to "
-                            "200k, ivf_sq8 above, nprobe calibrated for recall@10 >= 0.97), exact, hnsw, ivf "
+                            "200k, ivf_sq8 above, nprobe calibrated for recall@10 >= 0.95), exact, hnsw, ivf "
                             "or ivf_sq8 (these take eval.* settings from --params)")
     index.add_argument("--nprobe", type=int, default=None,
                        help="cells an ivf index visits per query (default: calibrated with auto, else eval.ivf_nprobe)")

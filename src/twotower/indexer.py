@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from twotower import ann, bm25_index, index_plan, lockfile
 from twotower.collection import RowCounts, Source, clean_batch, describe_skipped, read_batches
+from twotower.ann import IVF_KINDS
 from twotower.errors import TwoTowerError
 from twotower.files import atomic_path, npy_writer, save_npy, write_json, write_parquet
 from twotower.index_folder import (BM25, DENSE, FORMAT, MANIFEST, PASSAGES, TEXT_GROUP_ROWS, TEXT_OFFSETS, TEXTS,
@@ -37,7 +38,6 @@ PART_ROWS = 65536
 TEACHER_PART_ROWS = 4096
 STATE = "state.json"
 PARTS = "parts"
-IVF_KINDS = ("ivf", "ivf_sq8")
 PASSAGE_SCHEMA = pa.schema([("id", pa.string()), ("text", pa.string())])
 
 
@@ -71,18 +71,14 @@ def build_index_folder(sources: list[Source], out, model_path, *, kind: str, eva
         if counts.kept == 0:
             raise TwoTowerError(f"no passages to index: all {counts.read} rows were skipped "
                                 f"({describe_skipped(counts.skipped) or 'none'})")
-        auto = kind == "auto"
-        kind, settings = _dense_settings(kind, counts.kept, eval_params)
+        kind, settings, nprobe = _dense_settings(kind, counts.kept, eval_params, nprobe)
         probes = _calibration_queries(work / PARTS, searcher) if kind in IVF_KINDS else None
         del searcher
         embedded = time.perf_counter()
 
         parts = sorted((work / PARTS).glob("*.json"))
         _join_vectors(parts, work / VECTORS, counts.kept, dim)
-        _join_passages(parts, work / PASSAGES)
-        _join_texts(parts, work / TEXTS, work / TEXT_OFFSETS, counts.kept)
-        if kind in IVF_KINDS and not auto:
-            nprobe = nprobe or settings["ivf_nprobe"]
+        _join_passages(parts, work, counts.kept)
         _build_dense(work, kind, settings, probes, nprobe, part_rows, show_progress, log)
         dense_done = time.perf_counter()
 
@@ -151,16 +147,17 @@ def _calibration_queries(parts: Path, searcher, n: int = index_plan.CALIBRATION_
     return np.concatenate([searcher.embed_query(query) for query in index_plan.pseudo_queries(texts, seed)])
 
 
-def _dense_settings(kind: str, n: int, eval_params) -> tuple[str, dict]:
-    """(kind, `ann.build_index` settings): `auto` follows `index_plan`'s rule for n vectors;
-    a named kind takes eval params' settings, as the pipeline's evaluate stage does."""
+def _dense_settings(kind: str, n: int, eval_params, nprobe: int | None) -> tuple[str, dict, int | None]:
+    """(kind, `ann.build_index` settings, nprobe): `auto` follows `index_plan`'s rule for n
+    vectors and leaves nprobe (None: calibrate) to the user; a named kind takes eval params'
+    settings, nprobe included unless given, as the pipeline's evaluate stage does."""
     settings = ann.settings(eval_params)
     if kind != "auto":
-        return kind, settings
+        return kind, settings, (nprobe or settings["ivf_nprobe"]) if kind in IVF_KINDS else nprobe
     plan = index_plan.plan_index(n)
     settings.update(ivf_nlist=plan.nlist, train_per_cell=plan.train_per_cell,
                     kmeans_iterations=plan.kmeans_iterations)
-    return plan.kind, settings
+    return plan.kind, settings, nprobe
 
 
 def _check_out(out: Path, force: bool) -> None:
@@ -247,29 +244,25 @@ def _join_vectors(parts, path: Path, rows: int, dim: int) -> None:
             write(np.load(part.with_suffix(".npy")))
 
 
-def _join_passages(parts, path: Path) -> None:
-    """One parquet of (id, text) in row groups of TEXT_GROUP_ROWS, which `PassageStore` reads
-    one at a time."""
-    with atomic_path(path) as tmp, pq.ParquetWriter(tmp, PASSAGE_SCHEMA) as writer:
+def _join_passages(parts, work: Path, rows: int) -> None:
+    """Each part's (id, text) read once into the folder's two text stores: PASSAGES, one parquet
+    in row groups of TEXT_GROUP_ROWS, and TEXTS (UTF-8 texts back to back) with TEXT_OFFSETS
+    [rows + 1], which `PassageStore` serves hits from."""
+    ends, written = [np.zeros(1, dtype=np.int64)], 0
+    with (atomic_path(work / PASSAGES) as parquet_tmp, pq.ParquetWriter(parquet_tmp, PASSAGE_SCHEMA) as writer,
+          atomic_path(work / TEXTS) as blob_tmp, open(blob_tmp, "wb") as blob):
         for part in parts:
             table = pq.read_table(part.with_suffix(".parquet")).select(["id", "text"]).cast(PASSAGE_SCHEMA)
             writer.write_table(table, row_group_size=TEXT_GROUP_ROWS)
-
-
-def _join_texts(parts, blob: Path, offsets: Path, rows: int) -> None:
-    """texts.bin (UTF-8 texts back to back) and text_offsets.npy [rows + 1], a part at a time."""
-    ends, written = [np.zeros(1, dtype=np.int64)], 0
-    with atomic_path(blob) as tmp, open(tmp, "wb") as file:
-        for part in parts:
-            encoded = [text.encode("utf-8") for text in pd.read_parquet(part.with_suffix(".parquet"),
-                                                                        columns=["text"])["text"]]
-            file.write(b"".join(encoded))
-            ends.append(written + np.cumsum([len(text) for text in encoded], dtype=np.int64))
-            written += sum(len(text) for text in encoded)
-    offsets_array = np.concatenate(ends)
-    if len(offsets_array) != rows + 1:
-        raise ValueError(f"{blob}: {len(offsets_array) - 1} texts joined, {rows} expected")
-    save_npy(offsets_array, offsets)
+            encoded = [text.encode("utf-8") for text in table.column("text").to_pylist()]
+            blob.write(b"".join(encoded))
+            lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+            ends.append(written + np.cumsum(lengths))
+            written += int(lengths.sum())
+    offsets = np.concatenate(ends)
+    if len(offsets) != rows + 1:
+        raise ValueError(f"{work / TEXTS}: {len(offsets) - 1} texts joined, {rows} expected")
+    save_npy(offsets, work / TEXT_OFFSETS)
 
 
 def _replace(work: Path, out: Path, force: bool) -> None:
