@@ -25,7 +25,7 @@ from twotower.fusion import fuse_query
 from twotower.index import embed
 from twotower.index import top_k as nearest  # `top_k` is search()'s argument name
 from twotower.model import load_model
-from twotower.params import Bm25Params, HybridParams
+from twotower.params import Bm25Params, HybridParams, TeacherParams
 from twotower.text import UNK_ID, Tokenizer, make_tokenizer, words
 
 MODEL = Path("models/model.pt")
@@ -33,7 +33,7 @@ EMBEDDINGS = Path("data/index/embeddings.npy")
 PIDS = Path("data/index/pids.parquet")
 PASSAGES = Path("data/prepared/test/passages.parquet")
 BATCH_SIZE = 64  # passages/s of the student's tower on 2 cores: 3,754 at 64, 2,262 at 256
-TEACHER_BATCH_SIZE = 16  # passages/s on CPU peak near 16 (see TeacherParams)
+TEACHER_BATCH_SIZE = TeacherParams().batch_size  # the teacher stage's default: passages/s on CPU peak near it
 MODES = ("dense", "bm25", "hybrid")
 
 

@@ -83,11 +83,12 @@ def create_app(index) -> FastAPI:
             return JSONResponse(status_code=400, content={"error": "q is empty: give a query"})
         searcher = live.current()
         cut, q = len(q) > MAX_QUERY_CHARS, q[:MAX_QUERY_CHARS]
-        if not words(q):
+        tokens = words(q)
+        if not tokens:
             return JSONResponse(status_code=400, content={
                 "error": f"q has no words to search for: {q[:40]!r} holds no letters or digits"})
         query = searcher.truncate(q)
-        truncated = cut or len(words(q)) > searcher.max_len_query
+        truncated = cut or len(tokens) > searcher.max_len_query
         started = time.perf_counter()
         try:
             hits = searcher.search(q, k, mode=mode)
