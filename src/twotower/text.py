@@ -127,12 +127,7 @@ class Tokenizer:
         lengths = np.fromiter(map(len, tokens), dtype=np.int32, count=len(tokens))
         flat = np.fromiter(map(self.ids.get, chain.from_iterable(tokens), repeat(UNK_ID)),
                            dtype=np.int32, count=int(lengths.sum()))
-        ids = np.zeros((len(tokens), max_len), dtype=np.int32)
-        ids[np.arange(max_len) < lengths[:, None]] = flat
-        empty = lengths == 0
-        ids[empty, 0] = UNK_ID
-        lengths[empty] = 1
-        return ids, lengths
+        return _padded(flat, lengths, max_len)
 
 
 class WordPieceTokenizer:
@@ -173,12 +168,19 @@ class WordPieceTokenizer:
                   self._hf.encode_batch_fast(list(texts), add_special_tokens=False)]
         lengths = np.fromiter(map(len, pieces), dtype=np.int32, count=len(pieces))
         flat = np.fromiter(chain.from_iterable(pieces), dtype=np.int64, count=int(lengths.sum()))
-        ids = np.zeros((len(pieces), max_len), dtype=np.int32)
-        ids[np.arange(max_len) < lengths[:, None]] = self._ids[flat]
-        empty = lengths == 0
-        ids[empty, 0] = UNK_ID
-        lengths[empty] = 1
-        return ids, lengths
+        return _padded(self._ids[flat], lengths, max_len)
+
+
+def _padded(flat: np.ndarray, lengths: np.ndarray, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows' ids laid end to end (`flat`, row lengths `lengths` <= max_len) as (ids int32
+    [n, max_len] right-padded with 0, lengths), dropped into place through one mask; an empty
+    row becomes [<unk>] so every sequence has a length."""
+    ids = np.zeros((len(lengths), max_len), dtype=np.int32)
+    ids[np.arange(max_len) < lengths[:, None]] = flat
+    empty = lengths == 0
+    ids[empty, 0] = UNK_ID
+    lengths[empty] = 1
+    return ids, lengths
 
 
 def make_tokenizer(vocab: list[str], tokenizer_json: str | None = None):
