@@ -20,13 +20,13 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 data: setup
-	@$(BIN)/python -m twotower.fetch
+	@$(BIN)/python -m twotower.data.fetch
 
 repro: data
 	$(BIN)/dvc repro
 
 test: setup
-	@$(BIN)/python -m twotower.fetch --optional
+	@$(BIN)/python -m twotower.data.fetch --optional
 	$(BIN)/python -m pytest -q
 
 browser:

@@ -19,9 +19,9 @@ import faiss
 import numpy as np
 import pandas as pd
 
-from twotower.index_folder import VECTORS, NpyRows
-from twotower.index_plan import exact_top
-from twotower.search import Searcher
+from twotower.serve.index_folder import VECTORS, NpyRows
+from twotower.serve.index_plan import exact_top
+from twotower.serve.search import Searcher
 
 
 def main():

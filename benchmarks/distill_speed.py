@@ -18,8 +18,8 @@ import pandas as pd
 import torch
 
 from twotower.params import load_section
-from twotower.search import Searcher
-from twotower.teacher import encode_texts, load_teacher, teacher_dir
+from twotower.serve.search import Searcher
+from twotower.distill.teacher import encode_texts, load_teacher, teacher_dir
 
 
 def rate(encode, texts) -> float:

@@ -1,4 +1,4 @@
-"""Corpus embedding throughput (passages/s) of the passage tower, via `twotower.index.embed`.
+"""Corpus embedding throughput (passages/s) of the passage tower, via `twotower.retrieval.dense.embed`.
 
 Uses models/model.pt when it exists, else the model of params.yaml's `model` section over a
 400k x 50 random word table (untrained weights embed at the same speed). Passages are
@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from twotower.index import embed
-from twotower.model import ModelConfig, TwoTower, load_model
+from twotower.retrieval.dense import embed
+from twotower.model.towers import ModelConfig, TwoTower, load_model
 from twotower.params import load_section
 
 

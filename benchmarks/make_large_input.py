@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from twotower.vectors import load_glove
+from twotower.text.glove import load_glove
 
 V21_TRAIN_ROWS = 808_731
 SCHEMA = pa.schema([

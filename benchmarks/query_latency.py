@@ -19,8 +19,8 @@ import pandas as pd
 import torch
 
 from twotower.params import load_section
-from twotower.search import Searcher
-from twotower.teacher import load_teacher, teacher_dir
+from twotower.serve.search import Searcher
+from twotower.distill.teacher import load_teacher, teacher_dir
 
 
 def latencies(encode, texts) -> np.ndarray:

@@ -4,7 +4,7 @@ Passages and queries are random unit vectors of dim 50 (the model's output size)
 random vectors have no cluster structure, the worst case for ivf and a hard one for hnsw;
 `--vectors clustered` draws them around 1,000 random topics instead, closer to real
 embeddings. Queries are searched one at a time, as a search box would send them. Methods:
-`numpy` (`twotower.index.top_k`, what evaluate uses), faiss `flat` (exact), `hnsw`, `ivf`,
+`numpy` (`twotower.retrieval.dense.top_k`, what evaluate uses), faiss `flat` (exact), `hnsw`, `ivf`,
 each approximate index at several search-time settings (efSearch, nprobe).
 
     python benchmarks/search_latency.py                          # 16k and 1M passages
@@ -30,8 +30,8 @@ import time  # noqa: E402
 import faiss  # noqa: E402
 import numpy as np  # noqa: E402
 
-from twotower.ann import build_index, search  # noqa: E402
-from twotower.index import top_k  # noqa: E402
+from twotower.retrieval.ann import build_index, search  # noqa: E402
+from twotower.retrieval.dense import top_k  # noqa: E402
 
 
 def unit_vectors(rng, n, dim, centres=None, chunk=1_000_000):

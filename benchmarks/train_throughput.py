@@ -1,10 +1,10 @@
 """Training throughput (triplets/s) of the default model on synthetic batches.
 
 Builds the model of params.yaml's `model` section over a 400k x 50 random word table (the
-size of our GloVe vocabulary) and times the steps of `twotower.training.train`: encode a
+size of our GloVe vocabulary) and times the steps of `twotower.model.training.train`: encode a
 batch of queries and its positive + negative passages, loss, backward, gradient clipping,
 Adam. Lengths are MS MARCO-like (queries median 5.5 tokens, passages median 52 with a long
-tail, cut at tokenize.max_len_*). Batches come from `twotower.training.epoch_batches`:
+tail, cut at tokenize.max_len_*). Batches come from `twotower.model.training.epoch_batches`:
   random    - `train.bucket_size: 1`, batches of a random permutation;
   bucketed  - `train.bucket_size: --bucket-size` (default 50), each window of that many
               batches sorted by passage length before cutting, batch order shuffled;
@@ -25,11 +25,11 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from twotower.losses import LossInputs, build_loss
-from twotower.model import ModelConfig, TwoTower
+from twotower.model.losses import LossInputs, build_loss
+from twotower.model.towers import ModelConfig, TwoTower
 from twotower.params import load_section
-from twotower.text import TokenArrays
-from twotower.training import clip_gradients, epoch_batches, make_optimizers
+from twotower.text.tokenizers import TokenArrays
+from twotower.model.training import clip_gradients, epoch_batches, make_optimizers
 
 
 def token_arrays(rng, n, median, max_len, vocab_size) -> TokenArrays:

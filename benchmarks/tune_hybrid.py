@@ -15,14 +15,14 @@ from dataclasses import replace
 
 import numpy as np
 
-from twotower.bm25 import bm25_run
-from twotower.fusion import fuse
-from twotower.index import rank
-from twotower.metrics import evaluate_run
-from twotower.model import load_model
+from twotower.retrieval.bm25 import bm25_run
+from twotower.retrieval.fusion import fuse
+from twotower.retrieval.dense import rank
+from twotower.evaluation.metrics import evaluate_run
+from twotower.model.towers import load_model
 from twotower.params import load_section
-from twotower.prepared import load_split
-from twotower.tokenized import load_tokenized
+from twotower.data.prepared import load_split
+from twotower.model.tokenized import load_tokenized
 
 
 def main(argv=None):

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from twotower.index import rank
-from twotower.metrics import evaluate_run
-from twotower.model import ModelConfig, TwoTower
-from twotower.tokenized import load_tokenized
+from twotower.retrieval.dense import rank
+from twotower.evaluation.metrics import evaluate_run
+from twotower.model.towers import ModelConfig, TwoTower
+from twotower.model.tokenized import load_tokenized
 
 NAMES = ["MRR@10", "nDCG@10", "Recall@100", "P@10"]
 

@@ -6,12 +6,12 @@ metrics/bm25.json (the same ir-measures figures as metrics/eval.json, so the two
 
 import argparse
 
-from twotower.bm25 import bm25_run
+from twotower.retrieval.bm25 import bm25_run
 from twotower.errors import exit_on_error
-from twotower.metrics import save_run_and_metrics
+from twotower.evaluation.metrics import save_run_and_metrics
 from twotower.param_rules import check_params_file
 from twotower.params import load_section
-from twotower.prepared import load_split
+from twotower.data.prepared import load_split
 
 
 @exit_on_error

@@ -10,13 +10,13 @@ from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
-from twotower.bm25 import bm25_run
+from twotower.retrieval.bm25 import bm25_run
 from twotower.errors import exit_on_error
 from twotower.files import write_parquet
 from twotower.param_rules import check_params_file
 from twotower.params import load_section
-from twotower.prepared import load_split
-from twotower.triplets import build_triplets
+from twotower.data.prepared import load_split
+from twotower.data.triplets import build_triplets
 
 
 @exit_on_error

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from twotower.compare import (TABLE_METRICS, curves, curves_table, official_runs, per_query_wins,
+from twotower.evaluation.compare import (TABLE_METRICS, curves, curves_table, official_runs, per_query_wins,
                               results_markdown, score_systems)
 from twotower.errors import exit_on_error
 from twotower.files import atomic_path, write_json
-from twotower.plots import plot_per_query_delta, plot_precision_recall
-from twotower.prepared import load_split
-from twotower.runs import read_trec_run
+from twotower.evaluation.plots import plot_per_query_delta, plot_precision_recall
+from twotower.data.prepared import load_split
+from twotower.data.runs import read_trec_run
 
 
 @exit_on_error

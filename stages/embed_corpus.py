@@ -6,7 +6,7 @@ Writes data/index/: embeddings.npy (float32 [n, dim], unit rows) and pids.parque
 (pid: str, row-aligned with the embeddings); with `eval.index` hnsw or ivf also
 faiss.index, the approximate index that evaluate searches (ids are embedding rows).
 
-Sharded, with a byte-identical result (see `twotower.shards`):
+Sharded, with a byte-identical result (see `twotower.retrieval.shards`):
   torchrun --nproc_per_node N -m stages.embed_corpus    each process embeds its rank's shard
                                                         into --shard-dir, the first merges
   --shard K --num-shards N --shard-dir DIR              embed shard K only (one per machine)
@@ -21,18 +21,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from twotower import distributed
-from twotower.ann import build_index, save_index, settings
+from twotower.model import distributed
+from twotower.retrieval.ann import build_index, save_index, settings
 from twotower.devices import select_device
 from twotower.errors import TwoTowerError, exit_on_error
 from twotower.files import atomic_path, save_npy
-from twotower.model import load_model
+from twotower.model.towers import load_model
 from twotower.param_rules import check_params_file
 from twotower.params import load_section
-from twotower.prepared import load_split
-from twotower.shards import check_shard, embed_shard, merge_shards, shard_path
-from twotower.teacher_index import load_teacher_index
-from twotower.text import TokenArrays
+from twotower.data.prepared import load_split
+from twotower.retrieval.shards import check_shard, embed_shard, merge_shards, shard_path
+from twotower.distill.teacher_index import load_teacher_index
+from twotower.text.tokenizers import TokenArrays
 
 
 @exit_on_error

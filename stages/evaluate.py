@@ -13,18 +13,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from twotower.ann import load_index, search
+from twotower.retrieval.ann import load_index, search
 from twotower.devices import select_device
 from twotower.errors import TwoTowerError, exit_on_error
 from twotower.files import atomic_path
-from twotower.index import Split, embed, rank, to_run
-from twotower.metrics import precision_recall_curve, save_run_and_metrics
-from twotower.model import load_model
+from twotower.retrieval.dense import Split, embed, rank, to_run
+from twotower.evaluation.metrics import precision_recall_curve, save_run_and_metrics
+from twotower.model.towers import load_model
 from twotower.param_rules import check_params_file
 from twotower.params import load_section
-from twotower.plots import plot_precision_recall
-from twotower.prepared import load_split
-from twotower.text import TokenArrays
+from twotower.evaluation.plots import plot_precision_recall
+from twotower.data.prepared import load_split
+from twotower.text.tokenizers import TokenArrays
 
 
 @exit_on_error

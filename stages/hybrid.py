@@ -8,12 +8,12 @@ data/runs/hybrid.trec (tag hybrid) and metrics/hybrid.json (same measures as eva
 import argparse
 
 from twotower.errors import exit_on_error
-from twotower.fusion import fuse
-from twotower.metrics import save_run_and_metrics
+from twotower.retrieval.fusion import fuse
+from twotower.evaluation.metrics import save_run_and_metrics
 from twotower.param_rules import check_params_file
 from twotower.params import load_section
-from twotower.prepared import load_split
-from twotower.runs import read_trec_run
+from twotower.data.prepared import load_split
+from twotower.data.runs import read_trec_run
 
 
 @exit_on_error

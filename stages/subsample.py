@@ -3,12 +3,12 @@
 Keeps a seeded fraction `data.subsample` of each split's queries (test whole unless
 `data.subsample_test`), drops queries without a selected passage, and reports every
 dropped row and every cleaned text by reason. The raw files are streamed in record batches
-(`twotower.data.prepare_split`), so memory stays bounded whatever their size.
+(`twotower.data.prepare.prepare_split`), so memory stays bounded whatever their size.
 With `data.validation: trec` the validation split is `data.val_queries` graded queries held
 out of the train split, over their pools plus `data.val_distractors` unlabelled passages
-(`twotower.holdout`). With `data.real_queries > 0` and a `queries.parquet`, it writes a
+(`twotower.data.holdout`). With `data.real_queries > 0` and a `queries.parquet`, it writes a
 `real` split: unlabelled real queries and `data.candidate_passages` collection passages
-(`twotower.unlabelled`). With `data.ict_passages > 0` it also writes an `ict` split of
+(`twotower.data.unlabelled`). With `data.ict_passages > 0` it also writes an `ict` split of
 inverse-cloze pairs made from the unlabelled `collection.parquet`, or, when the raw folder
 has none (the Hugging Face files), from the train split's passages; no pairs (no passage of
 two sentences), no `ict` split.
@@ -17,16 +17,16 @@ two sentences), no `ict` split.
 import argparse
 from pathlib import Path
 
-from twotower.data import prepare_split
+from twotower.data.prepare import prepare_split
 from twotower.errors import exit_on_error
 from twotower.files import atomic_path
-from twotower.holdout import add_distractors, hold_out
-from twotower.ict import inverse_cloze_pairs, pseudo_query_passages
+from twotower.data.holdout import add_distractors, hold_out
+from twotower.data.ict import inverse_cloze_pairs, pseudo_query_passages
 from twotower.param_rules import check_params_file
 from twotower.params import load_section
-from twotower.prepared import SPLITS, load_split, write_split
-from twotower.raw import check_raw, read_collection
-from twotower.unlabelled import exclude, read_real_queries, real_query_split, sample
+from twotower.data.prepared import SPLITS, load_split, write_split
+from twotower.data.raw import check_raw, read_collection
+from twotower.data.unlabelled import exclude, read_real_queries, real_query_split, sample
 
 
 def unlabelled_passages(raw_dir, seed: int):

@@ -30,14 +30,14 @@ import pandas as pd
 from twotower.devices import select_device
 from twotower.errors import exit_on_error
 from twotower.files import atomic_path, save_npy, write_json, write_parquet
-from twotower.index import to_run, top_k
-from twotower.metrics import evaluate_run
+from twotower.retrieval.dense import to_run, top_k
+from twotower.evaluation.metrics import evaluate_run
 from twotower.param_rules import check_params_file
 from twotower.params import load_section
-from twotower.prepared import load_split
-from twotower.teacher import (check_teacher_dir, encode_texts, encode_token_pieces, load_teacher, teacher_dir,
+from twotower.data.prepared import load_split
+from twotower.distill.teacher import (check_teacher_dir, encode_texts, encode_token_pieces, load_teacher, teacher_dir,
                               teacher_identity, training_words)
-from twotower.vectors import load_glove
+from twotower.text.glove import load_glove
 
 SPLITS = ("train", "validation", "real", "ict")
 WHOLE = ("validation", "real")  # splits encoded whole; the others as far as their triplets go

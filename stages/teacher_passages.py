@@ -7,7 +7,7 @@ space). With `model.passage_encoder: student` it writes only a manifest saying s
 student embeds its own passages in embed_corpus), so switching modes with `dvc exp run -S`
 costs the teacher's minutes only for the mode that needs them, and DVC's run cache brings
 them back on switching back. A killed run resumes from the parts already encoded
-(`twotower.teacher_index`).
+(`twotower.distill.teacher_index`).
 """
 
 import argparse
@@ -22,9 +22,9 @@ from twotower.errors import exit_on_error
 from twotower.files import atomic_path, save_npy
 from twotower.param_rules import check_params_file
 from twotower.params import load_section
-from twotower.prepared import load_split
-from twotower.teacher import check_teacher_dir, load_teacher, teacher_dir, teacher_identity
-from twotower.teacher_index import MANIFEST, clear_parts, encode_resumable
+from twotower.data.prepared import load_split
+from twotower.distill.teacher import check_teacher_dir, load_teacher, teacher_dir, teacher_identity
+from twotower.distill.teacher_index import MANIFEST, clear_parts, encode_resumable
 
 
 @exit_on_error

@@ -13,7 +13,7 @@ row-aligned with the prepared queries.parquet / passages.parquet.
   pieces when not encoded whole, reduced by PCA and SIF-weighted by Zipf rank as Model2Vec
   makes them (`teacher`); term weights are idf over the training passages.
 Texts are streamed from the prepared parquet and encoded batch by batch straight into the
-.npy files (`twotower.text.encode_to_files`), so memory stays bounded whatever their size.
+.npy files (`twotower.text.tokenizers.encode_to_files`), so memory stays bounded whatever their size.
 """
 
 import argparse
@@ -25,12 +25,12 @@ from twotower.errors import exit_on_error
 from twotower.files import atomic_path, save_npy
 from twotower.param_rules import check_params_file
 from twotower.params import load_section
-from twotower.static_vectors import (load_teacher_pieces, load_teacher_words, sif_weights_from_counts,
+from twotower.distill.static_vectors import (load_teacher_pieces, load_teacher_words, sif_weights_from_counts,
                                      teacher_piece_vectors, teacher_word_vectors)
-from twotower.prepared import SPLITS, prepared_file, table_rows, text_batches
-from twotower.text import PAD, UNK, Tokenizer, build_vocab, embedding_matrix, encode_to_files, idf_weights, \
+from twotower.data.prepared import SPLITS, prepared_file, table_rows, text_batches
+from twotower.text.tokenizers import PAD, UNK, Tokenizer, build_vocab, embedding_matrix, encode_to_files, idf_weights, \
     make_tokenizer
-from twotower.vectors import load_glove
+from twotower.text.glove import load_glove
 
 OPTIONAL_SPLITS = ("real", "ict")
 

@@ -11,9 +11,9 @@ other in the curves; the best epoch of all of them is kept):
 1. `train.ict_epochs` on the inverse-cloze pairs subsample made from unlabelled passages;
 2. `train.query_epochs` on unlabelled real queries: the query tower learns the teacher's
    vector of each query and the teacher's scores over its candidate passages
-   (`train.candidates` mines them, `twotower.candidates`), teacher losses only;
+   (`train.candidates` mines them, `twotower.distill.candidates`), teacher losses only;
 3. `train.epochs` on the labelled train triplets, the loss mixing the labels with the
-   teacher (`train.distill_weight`, `twotower.losses.build_loss`).
+   teacher (`train.distill_weight`, `twotower.model.losses.build_loss`).
 With `model.passage_encoder: teacher` the model has no passage tower: passages are the
 teacher's vectors, in training, validation and search.
 The training state is checkpointed after every epoch under --checkpoints (not a DVC
@@ -34,18 +34,18 @@ import pandas as pd
 import torch
 from dvclive import Live
 
-from twotower import distributed
-from twotower.candidates import bm25_candidates, candidate_triplets, teacher_candidates
+from twotower.model import distributed
+from twotower.distill.candidates import bm25_candidates, candidate_triplets, teacher_candidates
 from twotower.devices import select_device
 from twotower.errors import TwoTowerError, exit_on_error
 from twotower.files import atomic_path, write_json
-from twotower.losses import build_loss, needs_projection
-from twotower.model import ModelConfig, TwoTower, save_model
+from twotower.model.losses import build_loss, needs_projection
+from twotower.model.towers import ModelConfig, TwoTower, save_model
 from twotower.param_rules import check_params_file
 from twotower.params import load_section
-from twotower.prepared import load_split
-from twotower.tokenized import load_tokenized
-from twotower.training import SELECT_ON, seed_everything, train
+from twotower.data.prepared import load_split
+from twotower.model.tokenized import load_tokenized
+from twotower.model.training import SELECT_ON, seed_everything, train
 
 
 def inputs_fingerprint(param_sections, files) -> str:
@@ -79,7 +79,7 @@ def ict_split(prepared, tokens, teacher):
 
 
 def real_query_triplets(split, prepared, params, bm25_params) -> pd.DataFrame:
-    """Each real query's mined candidate pair (`twotower.candidates`)."""
+    """Each real query's mined candidate pair (`twotower.distill.candidates`)."""
     if params.candidates == "bm25":
         tables = load_split(prepared, "real")
         ranked = bm25_candidates(tables.queries, tables.passages, bm25_params, params.candidate_depth)

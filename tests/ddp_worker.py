@@ -10,7 +10,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.test_training import DDP_PARAMS, ddp_run  # noqa: E402
-from twotower import distributed  # noqa: E402
+from twotower.model import distributed  # noqa: E402
 
 
 def main(out, loss):

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from twotower.ann import build_index, index_kind, load_index, save_index, search
+from twotower.retrieval.ann import build_index, index_kind, load_index, save_index, search
 from twotower.errors import TwoTowerError
-from twotower.index import to_run, top_k
+from twotower.retrieval.dense import to_run, top_k
 
 
 def unit(x):

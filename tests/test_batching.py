@@ -7,8 +7,8 @@ import time
 import numpy as np
 import pytest
 
-from twotower import batching
-from twotower.batching import MicroBatcher, SearchTimeout
+from twotower.serve import batching
+from twotower.serve.batching import MicroBatcher, SearchTimeout
 
 
 def wait_until(condition, timeout=30.0):

@@ -5,7 +5,7 @@ from math import log
 import pandas as pd
 import pytest
 
-from twotower.bm25 import bm25_run
+from twotower.retrieval.bm25 import bm25_run
 from twotower.errors import TwoTowerError
 from twotower.params import Bm25Params, section_from_dict
 

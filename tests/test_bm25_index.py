@@ -5,8 +5,10 @@ import bm25s
 import numpy as np
 import pytest
 
-from twotower import TwoTowerError, bm25_index
-from twotower.bm25 import tokenize
+from twotower import TwoTowerError
+
+from twotower.retrieval import bm25_index
+from twotower.retrieval.bm25 import tokenize
 from twotower.params import Bm25Params
 
 TEXTS = ["the flea life cycle: egg, larva, pupa, adult flea",

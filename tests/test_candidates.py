@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from twotower.candidates import bm25_candidates, candidate_triplets, teacher_candidates
+from twotower.distill.candidates import bm25_candidates, candidate_triplets, teacher_candidates
 from twotower.errors import TwoTowerError
 from twotower.params import Bm25Params
 

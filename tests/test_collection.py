@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from twotower import TwoTowerError
-from twotower.collection import clean_batch, open_source, read_batches
+from twotower.serve.collection import clean_batch, open_source, read_batches
 from tests.tiny_index import PASSAGES, write_collection
 
 

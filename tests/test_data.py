@@ -6,9 +6,9 @@ import pyarrow.parquet as pq
 import pytest
 from tiny_data import make_tiny_msmarco, msmarco_table
 
-from twotower.data import keep_fraction, prepare_split, read_split
+from twotower.data.prepare import keep_fraction, prepare_split, read_split
 from twotower.errors import TwoTowerError
-from twotower.prepared import PASSAGES_SCHEMA, QRELS_SCHEMA, QUERIES_SCHEMA, load_split, write_split
+from twotower.data.prepared import PASSAGES_SCHEMA, QRELS_SCHEMA, QUERIES_SCHEMA, load_split, write_split
 
 
 def raw_rows(folder, split):

@@ -20,10 +20,17 @@ STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 
 
 def module_file(name: str) -> Path | None:
-    """`twotower.x` or `stages.x` -> its source file, or None for anything else."""
-    package, _, module = name.partition(".")
-    path = PACKAGES[package] / f"{module.split('.')[0]}.py" if package in PACKAGES and module else None
-    return path if path is not None and path.is_file() else None
+    """`twotower.x.y` (or `stages.x`) -> its source file; for `twotower.x.y.member`, the file
+    of `twotower.x.y`; None for anything else. A package resolves to None: its `__init__.py`
+    holds only a docstring (`test_subpackage_inits_hold_only_a_docstring`)."""
+    package, *parts = name.split(".")
+    if package not in PACKAGES:
+        return None
+    for end in range(len(parts), 0, -1):
+        path = PACKAGES[package].joinpath(*parts[:end - 1], parts[end - 1] + ".py")
+        if path.is_file():
+            return path
+    return None
 
 
 def imported_files(path: Path) -> set[Path]:
@@ -61,8 +68,15 @@ def stage_code(stage: str) -> set[str]:
 
 
 def listed_code(stage: str) -> set[str]:
-    deps = {str(dep) for dep in STAGES[stage].get("deps", [])}
-    return {dep for dep in deps if dep.startswith(("src/twotower/", "stages/")) and dep.endswith(".py")}
+    """The project modules in the stage's deps; a subpackage folder stands for all its modules."""
+    listed = set()
+    for dep in map(str, STAGES[stage].get("deps", [])):
+        if dep.startswith(("src/twotower/", "stages/")):
+            path = ROOT / dep
+            files = sorted(path.rglob("*.py")) if path.is_dir() else [path]
+            listed |= {file.relative_to(ROOT).as_posix() for file in files
+                       if file.suffix == ".py" and file.name != "__init__.py"}
+    return listed
 
 
 @pytest.mark.parametrize("stage", sorted(STAGES))
@@ -81,6 +95,27 @@ def test_the_import_graph_is_followed_through_modules_and_functions(tmp_path):
     """cli imports data inside a function, data imports prepared and raw, raw imports
     prepared and errors."""
     files = {path.relative_to(ROOT).as_posix() for path in files_run_by(PACKAGES["twotower"] / "cli.py")}
-    assert {"src/twotower/data.py", "src/twotower/raw.py", "src/twotower/prepared.py",
-            "src/twotower/errors.py", "src/twotower/search.py"} <= files
+    assert {"src/twotower/data/prepare.py", "src/twotower/data/raw.py", "src/twotower/data/prepared.py",
+            "src/twotower/errors.py", "src/twotower/serve/search.py"} <= files
     assert "src/twotower/__init__.py" not in files
+
+
+def test_subpackage_inits_hold_only_a_docstring():
+    """They run on import but add no code, so leaving them out of deps hides nothing."""
+    for init in (ROOT / "src" / "twotower").glob("*/__init__.py"):
+        body = ast.parse(init.read_text()).body
+        assert len(body) == 1 and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant), init
+
+
+def test_a_folder_dep_stands_for_every_module_in_it(monkeypatch):
+    stage = {"cmd": "python -m stages.train", "deps": ["src/twotower/retrieval", "stages/train.py"]}
+    monkeypatch.setitem(STAGES, "folder_stage", stage)
+    listed = listed_code("folder_stage")
+    assert {"src/twotower/retrieval/ann.py", "src/twotower/retrieval/dense.py", "stages/train.py"} <= listed
+    assert not any(path.endswith("__init__.py") for path in listed)
+
+
+def test_a_member_import_resolves_to_its_module():
+    assert module_file("twotower.retrieval.dense.Split") == ROOT / "src/twotower/retrieval/dense.py"
+    assert module_file("twotower.retrieval") is None
+    assert module_file("numpy.linalg") is None

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from twotower.errors import TwoTowerError
-from twotower.fusion import fuse, fuse_query, min_max, rrf, weighted
+from twotower.retrieval.fusion import fuse, fuse_query, min_max, rrf, weighted
 from twotower.params import HybridParams, section_from_dict
 
 

@@ -2,8 +2,8 @@ import pandas as pd
 import pytest
 
 from twotower.errors import TwoTowerError
-from twotower.holdout import add_distractors, hold_out
-from twotower.prepared import SplitTables
+from twotower.data.holdout import add_distractors, hold_out
+from twotower.data.prepared import SplitTables
 
 QUERIES = pd.DataFrame({"qid": ["q1", "q2", "q3", "q4", "q5"],
                         "text": ["one", "two", "three", "four", "five"]})

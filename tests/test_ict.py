@@ -12,7 +12,7 @@ import pytest
 import yaml
 from tiny_data import make_tiny_msmarco, msmarco_table
 
-from twotower.ict import inverse_cloze_pairs, pseudo_query_passages, sample_passages
+from twotower.data.ict import inverse_cloze_pairs, pseudo_query_passages, sample_passages
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from twotower.index import embed, to_run, top_k
-from twotower.model import ModelConfig, TwoTower
+from twotower.retrieval.dense import embed, to_run, top_k
+from twotower.model.towers import ModelConfig, TwoTower
 
 
 def reference_top_k(queries, passages, k):

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from twotower import index_plan
-from twotower.ann import build_index
-from twotower.index import top_k
+from twotower.serve import index_plan
+from twotower.retrieval.ann import build_index
+from twotower.retrieval.dense import top_k
 
 
 def unit(x):

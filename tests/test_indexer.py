@@ -18,12 +18,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from twotower import Searcher, TwoTowerError
-from twotower import indexer as indexer_module
-from twotower.bm25 import bm25_run
+from twotower.serve import indexer as indexer_module
+from twotower.retrieval.bm25 import bm25_run
 from twotower.cli import main
-from twotower.collection import open_source
-from twotower.index_folder import MANIFEST, PASSAGES, NpyRows, PassageStore, partial_path
-from twotower.indexer import build_index_folder
+from twotower.serve.collection import open_source
+from twotower.serve.index_folder import MANIFEST, PASSAGES, NpyRows, PassageStore, partial_path
+from twotower.serve.indexer import build_index_folder
 from twotower.params import Bm25Params, EvalParams, HybridParams
 from tests.tiny_index import PASSAGES as TABLE
 from tests.tiny_index import make_model, write_collection
@@ -366,7 +366,7 @@ def test_auto_gives_a_small_collection_exact_search(tmp_path, model):
 
 
 def test_auto_above_the_thresholds_builds_a_calibrated_sq8_index(tmp_path, model, monkeypatch):
-    from twotower import index_plan
+    from twotower.serve import index_plan
 
     monkeypatch.setattr(index_plan, "EXACT_MAX", 2)
     monkeypatch.setattr(index_plan, "FLOAT_MAX", 4)

@@ -8,14 +8,14 @@ import threading
 
 import pytest
 
-from twotower.batching import MicroBatcher
-from twotower.collection import open_source
+from twotower.serve.batching import MicroBatcher
+from twotower.serve.collection import open_source
 from twotower.files import read_json
-from twotower.index_folder import MANIFEST
-from twotower.indexer import build_index_folder
-from twotower.live_index import LiveIndex
+from twotower.serve.index_folder import MANIFEST
+from twotower.serve.indexer import build_index_folder
+from twotower.serve.live_index import LiveIndex
 from twotower.params import Bm25Params, EvalParams, HybridParams
-from twotower.server import reload_on_sighup
+from twotower.serve.server import reload_on_sighup
 from tests.tiny_index import OTHER_PASSAGES as OTHER
 from tests.tiny_index import PASSAGES, build_index, make_model, write_collection
 

@@ -4,10 +4,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from twotower.losses import (DISTILL_LOSSES, LOSSES, LossInputs, build_loss, cosine_loss, infonce_loss,
+from twotower.model.losses import (DISTILL_LOSSES, LOSSES, LossInputs, build_loss, cosine_loss, infonce_loss,
                              kl_distill_loss, margin_mse_loss, needs_projection, triplet_loss,
                              vector_cosine_loss)
-from twotower.params import LOSSES as LOSS_NAMES
+from twotower.param_checks import LOSSES as LOSS_NAMES
 from twotower.params import ModelParams
 
 

@@ -11,7 +11,7 @@ from math import log2
 import pandas as pd
 import pytest
 
-from twotower.metrics import evaluate_run, per_query, precision_recall_curve
+from twotower.evaluation.metrics import evaluate_run, per_query, precision_recall_curve
 
 
 def qrels_frame(rows):

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from twotower.errors import TwoTowerError
-from twotower.model import ModelConfig, TwoTower, load_model, save_model
+from twotower.model.towers import ModelConfig, TwoTower, load_model, save_model
 
 VOCAB, DIM = 30, 8
 VOCAB_WORDS = ["<pad>", "<unk>"] + [f"w{i}" for i in range(VOCAB - 2)]

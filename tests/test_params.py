@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from twotower.errors import TwoTowerError
-from twotower.model import ModelConfig
+from twotower.model.towers import ModelConfig
 from twotower.params import (SECTIONS, DataParams, ModelParams, load_section, read_params_file,
                              section_from_dict)
 

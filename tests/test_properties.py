@@ -11,9 +11,9 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from twotower.errors import TwoTowerError
-from twotower.metrics import METRIC_NAMES, evaluate_run
-from twotower.text import PAD_ID, UNK_ID, Tokenizer, build_vocab, count_words, document_frequency, words
-from twotower.triplets import build_triplets
+from twotower.evaluation.metrics import METRIC_NAMES, evaluate_run
+from twotower.text.tokenizers import PAD_ID, UNK_ID, Tokenizer, build_vocab, count_words, document_frequency, words
+from twotower.data.triplets import build_triplets
 
 # Any code point, surrogates, controls and unassigned ones included.
 ANY_TEXT = st.text(st.characters(exclude_categories=()), max_size=200)

@@ -1,6 +1,6 @@
 import pandas as pd
 
-from twotower.runs import read_trec_run, write_trec_run
+from twotower.data.runs import read_trec_run, write_trec_run
 
 
 def test_trec_run_format_and_round_trip(tmp_path):

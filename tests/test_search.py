@@ -14,10 +14,10 @@ import torch
 
 from twotower import Searcher, TwoTowerError
 from twotower.cli import main
-from twotower.index import embed
-from twotower.model import ModelConfig, TwoTower, save_model
-from twotower.search import EMBEDDINGS, MODEL, PASSAGES, PIDS
-from twotower.text import PAD, UNK, Tokenizer
+from twotower.retrieval.dense import embed
+from twotower.model.towers import ModelConfig, TwoTower, save_model
+from twotower.serve.search import EMBEDDINGS, MODEL, PASSAGES, PIDS
+from twotower.text.tokenizers import PAD, UNK, Tokenizer
 
 WORDS = ["flea", "life", "cycle", "dog", "cat", "bread", "recipe", "oven"]
 PASSAGE_TABLE = pd.DataFrame({

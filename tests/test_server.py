@@ -14,8 +14,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from twotower import Searcher
-from twotower.batching import MicroBatcher
-from twotower.server import create_app
+from twotower.serve.batching import MicroBatcher
+from twotower.serve.server import create_app
 from tests.tiny_index import OTHER_PASSAGES as OTHER
 from tests.tiny_index import PASSAGES, build_index, make_model, served, write_collection
 
@@ -233,7 +233,7 @@ def test_every_connection_gets_tcp_nodelay():
     and a keep-alive client waited ~40 ms a request; `no_delay` turns it off per connection."""
     import socket
 
-    from twotower.server import no_delay
+    from twotower.serve.server import no_delay
 
     class Transport:
         def __init__(self, sock):

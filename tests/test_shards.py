@@ -14,12 +14,12 @@ import torch
 import yaml
 
 from stages import embed_corpus
-from twotower import shards as shards_module
+from twotower.retrieval import shards as shards_module
 from twotower.errors import TwoTowerError
-from twotower.index import embed
-from twotower.model import ModelConfig, TwoTower, save_model
-from twotower.shards import WINDOW_BATCHES, check_shard, embed_shard, merge_shards, shard_path, shard_rows
-from twotower.text import TokenArrays
+from twotower.retrieval.dense import embed
+from twotower.model.towers import ModelConfig, TwoTower, save_model
+from twotower.retrieval.shards import WINDOW_BATCHES, check_shard, embed_shard, merge_shards, shard_path, shard_rows
+from twotower.text.tokenizers import TokenArrays
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH = 2

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from twotower.errors import TwoTowerError
-from twotower.static_vectors import compose, pca, sif_weights, teacher_word_vectors
-from twotower.teacher import check_teacher_dir, default_teacher_dir, encode_texts, encode_token_pieces, load_teacher
+from twotower.distill.static_vectors import compose, pca, sif_weights, teacher_word_vectors
+from twotower.distill.teacher import check_teacher_dir, default_teacher_dir, encode_texts, encode_token_pieces, load_teacher
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import twotower.teacher_index as teacher_index
+import twotower.distill.teacher_index as teacher_index
 from twotower.errors import TwoTowerError
-from twotower.teacher_index import encode_resumable, load_teacher_index
+from twotower.distill.teacher_index import encode_resumable, load_teacher_index
 
 DIM = 4
 TEXTS = [f"passage number {i}" for i in range(7)]

@@ -8,14 +8,14 @@ import pytest
 import torch
 
 from tests.tiny_index import PASSAGES, WORDS, make_model, write_collection
-from twotower.collection import open_source
+from twotower.serve.collection import open_source
 from twotower.errors import TwoTowerError
-from twotower.indexer import build_index_folder
-from twotower.model import ModelConfig, TwoTower, save_model
+from twotower.serve.indexer import build_index_folder
+from twotower.model.towers import ModelConfig, TwoTower, save_model
 from twotower.params import Bm25Params, EvalParams, HybridParams
-from twotower.search import Searcher
-from twotower.teacher import encode_texts, load_teacher, teacher_dir
-from twotower.text import PAD, UNK
+from twotower.serve.search import Searcher
+from twotower.distill.teacher import encode_texts, load_teacher, teacher_dir
+from twotower.text.tokenizers import PAD, UNK
 
 SPACE = "minilm:384"
 TEACHER = {"model": "minilm", "max_seq_length": 64}
@@ -57,7 +57,7 @@ def test_a_model_without_a_passage_tower_has_none():
 
 def test_the_index_holds_the_teachers_vectors_and_says_so(tmp_path, teacher, monkeypatch):
     make_query_tower(tmp_path / "q.pt")
-    from twotower import indexer
+    from twotower.serve import indexer
 
     part_sizes, embed_parts = [], indexer._embed_parts
     monkeypatch.setattr(indexer, "_embed_parts", lambda sources, parts, searcher, part_rows, show_progress: (

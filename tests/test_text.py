@@ -3,7 +3,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from twotower.text import (PAD, PAD_ID, UNK, UNK_ID, TokenArrays, Tokenizer, build_vocab, count_words,
+from twotower.text.tokenizers import (PAD, PAD_ID, UNK, UNK_ID, TokenArrays, Tokenizer, build_vocab, count_words,
                            document_frequency, embedding_matrix, encode_to_files, idf_weights,
                            words)
 

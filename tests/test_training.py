@@ -10,12 +10,12 @@ import pandas as pd
 import pytest
 import torch
 
-from twotower.index import Split
-from twotower.losses import build_loss, needs_projection
-from twotower.model import ModelConfig, TwoTower
+from twotower.retrieval.dense import Split
+from twotower.model.losses import build_loss, needs_projection
+from twotower.model.towers import ModelConfig, TwoTower
 from twotower.params import ModelParams, TrainParams
-from twotower.text import TokenArrays
-from twotower.training import (batches_per_epoch, clip_gradients, epoch_batches, make_optimizers,
+from twotower.text.tokenizers import TokenArrays
+from twotower.model.training import (batches_per_epoch, clip_gradients, epoch_batches, make_optimizers,
                                 seed_everything, sparse_gradients_possible, train)
 
 VOCAB, DIM, TOPICS = 40, 8, 4

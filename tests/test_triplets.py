@@ -3,9 +3,9 @@ from collections import Counter
 import pandas as pd
 import pytest
 
-from twotower.data import read_split
+from twotower.data.prepare import read_split
 from twotower.errors import TwoTowerError
-from twotower.triplets import build_triplets
+from twotower.data.triplets import build_triplets
 
 QRELS = pd.DataFrame(
     [

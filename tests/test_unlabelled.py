@@ -4,8 +4,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from twotower.errors import TwoTowerError
-from twotower.prepared import SplitTables
-from twotower.unlabelled import exclude, read_real_queries, real_query_split, sample
+from twotower.data.prepared import SplitTables
+from twotower.data.unlabelled import exclude, read_real_queries, real_query_split, sample
 
 
 def write_queries(folder, **columns):

@@ -12,7 +12,7 @@ import yaml
 from tiny_data import make_tiny_msmarco, msmarco_table
 
 from twotower.cli import main
-from twotower.data import check_split
+from twotower.data.prepare import check_split
 from twotower.params import SECTIONS, validate_all
 
 ROOT = Path(__file__).resolve().parents[1]

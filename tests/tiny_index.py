@@ -16,8 +16,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from twotower.model import ModelConfig, TwoTower, save_model
-from twotower.text import PAD, UNK
+from twotower.model.towers import ModelConfig, TwoTower, save_model
+from twotower.text.tokenizers import PAD, UNK
 
 WORDS = ["flea", "life", "cycle", "dog", "cat", "bread", "recipe", "oven", "river", "bank", "loan",
          "interest", "rate", "python", "snake", "venom", "coffee", "bean", "roast", "tea"]
@@ -68,8 +68,8 @@ def write_collection(table: pd.DataFrame, path, format: str, header: bool = True
 
 def build_index(root, table: pd.DataFrame = PASSAGES):
     """The model and `table` (the collection above), indexed into root/index; returns that folder."""
-    from twotower.collection import open_source
-    from twotower.indexer import build_index_folder
+    from twotower.serve.collection import open_source
+    from twotower.serve.indexer import build_index_folder
     from twotower.params import Bm25Params, EvalParams, HybridParams
 
     make_model(root / "model.pt")

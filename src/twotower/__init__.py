@@ -10,7 +10,7 @@ def __getattr__(name):
     """Import `Searcher` (and with it torch) only when asked for: `twotower validate` and
     the data stages stay quick to start."""
     if name == "Searcher":
-        from twotower.search import Searcher
+        from twotower.serve.search import Searcher
 
         return Searcher
     raise AttributeError(f"module 'twotower' has no attribute {name!r}")

@@ -39,7 +39,7 @@ def run_search(args) -> None:
         raise TwoTowerError("search needs a QUERY (or --interactive)")
     if args.k < 1:
         raise TwoTowerError(f"-k must be at least 1, got {args.k}")
-    from twotower.search import Searcher  # torch: only the search command pays its import time
+    from twotower.serve.search import Searcher  # torch: only the search command pays its import time
 
     if args.index is not None:
         searcher = Searcher.from_index(args.index, args.model, args.device)
@@ -77,9 +77,9 @@ def index_params(path, explicit: bool):
 
 
 def run_index(args) -> None:
-    from twotower.collection import describe_skipped, open_source
-    from twotower.indexer import build_index_folder
-    from twotower.ann import IVF_KINDS, KINDS
+    from twotower.serve.collection import describe_skipped, open_source
+    from twotower.serve.indexer import build_index_folder
+    from twotower.retrieval.ann import IVF_KINDS, KINDS
 
     if args.part_rows is not None and args.part_rows < 1:
         raise TwoTowerError(f"--part-rows must be at least 1, got {args.part_rows}")
@@ -113,16 +113,16 @@ def _describe_dense(dense: dict) -> str:
 
 
 def run_serve(args) -> None:
-    from twotower.live_index import LiveIndex
-    from twotower.server import serve
+    from twotower.serve.live_index import LiveIndex
+    from twotower.serve.server import serve
 
     if not 0 <= args.port <= 65535:
         raise TwoTowerError(f"--port must be between 0 and 65535, got {args.port}")
     if args.workers < 1:
         raise TwoTowerError(f"--workers must be at least 1, got {args.workers}")
     if args.workers > 1:  # check the folder here, so a bad one is one line, not one per worker
-        from twotower import index_folder
-        from twotower.server import serve_workers
+        from twotower.serve import index_folder
+        from twotower.serve.server import serve_workers
 
         manifest = index_folder.read_manifest(args.index)
         index_folder.resolve_model(args.index, manifest, args.model)
@@ -143,8 +143,8 @@ def run_validate(args) -> None:
     Reads only params, parquet schemas and each split's first rows, so it takes seconds
     whatever the data size; warnings (rows the subsample stage would drop) do not fail it.
     """
-    from twotower.data import check_split
-    from twotower.prepared import SPLITS
+    from twotower.data.prepare import check_split
+    from twotower.data.prepared import SPLITS
     from twotower.param_rules import check_cross_section
     from twotower.params import DataParams, read_params_file, validate_all
 

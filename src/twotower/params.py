@@ -7,67 +7,16 @@ a test that builds `TrainParams()` both mean the model the pipeline trains.
 """
 
 import difflib
-import math
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 import yaml
 
 from twotower.errors import TwoTowerError
-
-RNN_TYPES = ("GRU", "LSTM", "RNN")
-LOSSES = ("triplet", "cosine", "infonce")
-POOLINGS = ("mean", "max", "last")
-NEGATIVES = ("random", "hard", "bm25", "mixed")
-LR_SCHEDULES = ("constant", "cosine")
-DEVICES = ("auto", "cpu", "cuda", "mps")
-BM25_METHODS = ("lucene", "robertson", "atire", "bm25l", "bm25+")
-STEMMERS = ("english", "none")
-STOPWORDS = ("english", "none")
-FUSIONS = ("rrf", "weighted")
-INDEXES = ("exact", "hnsw", "ivf")
-WORD_VECTORS = ("glove", "teacher")
-DISTILL_LOSSES = ("kl", "margin_mse", "cosine")
-OUTPUTS = ("student", "teacher")
-PASSAGE_ENCODERS = ("student", "teacher")
-TOKENIZERS = ("wordpiece", "word")
-VALIDATIONS = ("trec", "msmarco")
-CANDIDATES = ("teacher", "bm25")
-
-
-def _fail(section, name, value, accepted):
-    raise TwoTowerError(f"{section}.{name}: {value!r} is not {accepted}")
-
-
-def _check_int(section, name, value, low, high=None):
-    if isinstance(value, bool) or not isinstance(value, int):
-        _fail(section, name, value, "an integer")
-    if value < low or (high is not None and value > high):
-        bound = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
-        _fail(section, name, value, bound)
-
-
-def _check_float(section, name, value, low, high=None, low_open=False, high_open=False):
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        _fail(section, name, value, "a number")
-    if isinstance(value, float) and not math.isfinite(value):  # NaN passes every range comparison
-        _fail(section, name, value, "a finite number")
-    too_low = value <= low if low_open else value < low
-    too_high = high is not None and (value >= high if high_open else value > high)
-    if too_low or too_high:
-        left, right = ("(" if low_open else "["), (")" if high_open else "]")
-        upper = "inf)" if high is None else f"{high}{right}"
-        _fail(section, name, value, f"a number in {left}{low}, {upper}")
-
-
-def _check_choice(section, name, value, choices):
-    if value not in choices:
-        _fail(section, name, value, "one of " + ", ".join(choices))
-
-
-def _check_bool(section, name, value):
-    if not isinstance(value, bool):
-        _fail(section, name, value, "true or false")
+from twotower.param_checks import (RNN_TYPES, LOSSES, POOLINGS, NEGATIVES, LR_SCHEDULES,
+    DEVICES, BM25_METHODS, STEMMERS, STOPWORDS, FUSIONS, INDEXES, WORD_VECTORS, DISTILL_LOSSES,
+    OUTPUTS, PASSAGE_ENCODERS, TOKENIZERS, VALIDATIONS, CANDIDATES, fail, check_bool,
+    check_choice, check_float, check_int)
 
 
 @dataclass(frozen=True)
@@ -91,16 +40,16 @@ class DataParams:
 
     def validate(self):
         if not isinstance(self.raw_dir, str) or not self.raw_dir:
-            _fail("data", "raw_dir", self.raw_dir, "a folder path")
-        _check_float("data", "subsample", self.subsample, 0, 1, low_open=True)
-        _check_bool("data", "subsample_test", self.subsample_test)
-        _check_int("data", "ict_passages", self.ict_passages, 0)
-        _check_int("data", "real_queries", self.real_queries, 0)
-        _check_int("data", "candidate_passages", self.candidate_passages, 0)
-        _check_choice("data", "validation", self.validation, VALIDATIONS)
-        _check_int("data", "val_queries", self.val_queries, 1)
-        _check_int("data", "val_distractors", self.val_distractors, 0)
-        _check_int("data", "seed", self.seed, 0)
+            fail("data", "raw_dir", self.raw_dir, "a folder path")
+        check_float("data", "subsample", self.subsample, 0, 1, low_open=True)
+        check_bool("data", "subsample_test", self.subsample_test)
+        check_int("data", "ict_passages", self.ict_passages, 0)
+        check_int("data", "real_queries", self.real_queries, 0)
+        check_int("data", "candidate_passages", self.candidate_passages, 0)
+        check_choice("data", "validation", self.validation, VALIDATIONS)
+        check_int("data", "val_queries", self.val_queries, 1)
+        check_int("data", "val_distractors", self.val_distractors, 0)
+        check_int("data", "seed", self.seed, 0)
 
 
 @dataclass(frozen=True)
@@ -119,17 +68,17 @@ class TokenizeParams:
     dim: int = 384
 
     def validate(self):
-        _check_choice("tokenize", "tokenizer", self.tokenizer, TOKENIZERS)
-        _check_choice("tokenize", "vectors", self.vectors, WORD_VECTORS)
+        check_choice("tokenize", "tokenizer", self.tokenizer, TOKENIZERS)
+        check_choice("tokenize", "vectors", self.vectors, WORD_VECTORS)
         if self.tokenizer == "wordpiece" and self.vectors != "teacher":
-            _fail("tokenize", "vectors", self.vectors, "teacher when tokenize.tokenizer is wordpiece "
+            fail("tokenize", "vectors", self.vectors, "teacher when tokenize.tokenizer is wordpiece "
                   "(GloVe has no vectors for word pieces)")
-        _check_int("tokenize", "dim", self.dim, 1)
-        _check_int("tokenize", "min_freq", self.min_freq, 1)
-        _check_int("tokenize", "max_vocab", self.max_vocab, 3)
-        _check_int("tokenize", "max_len_query", self.max_len_query, 1)
-        _check_int("tokenize", "max_len_passage", self.max_len_passage, 1)
-        _check_int("tokenize", "seed", self.seed, 0)
+        check_int("tokenize", "dim", self.dim, 1)
+        check_int("tokenize", "min_freq", self.min_freq, 1)
+        check_int("tokenize", "max_vocab", self.max_vocab, 3)
+        check_int("tokenize", "max_len_query", self.max_len_query, 1)
+        check_int("tokenize", "max_len_passage", self.max_len_passage, 1)
+        check_int("tokenize", "seed", self.seed, 0)
 
 
 @dataclass(frozen=True)
@@ -140,10 +89,10 @@ class TripletParams:
     seed: int = 42
 
     def validate(self):
-        _check_choice("triplets", "negatives", self.negatives, NEGATIVES)
-        _check_int("triplets", "per_query", self.per_query, 1)
-        _check_int("triplets", "bm25_depth", self.bm25_depth, 1)
-        _check_int("triplets", "seed", self.seed, 0)
+        check_choice("triplets", "negatives", self.negatives, NEGATIVES)
+        check_int("triplets", "per_query", self.per_query, 1)
+        check_int("triplets", "bm25_depth", self.bm25_depth, 1)
+        check_int("triplets", "seed", self.seed, 0)
 
 
 @dataclass(frozen=True)
@@ -165,27 +114,27 @@ class ModelParams:
     passage_encoder: str = "teacher"
 
     def validate(self):
-        _check_choice("model", "output", self.output, OUTPUTS)
-        _check_choice("model", "passage_encoder", self.passage_encoder, PASSAGE_ENCODERS)
+        check_choice("model", "output", self.output, OUTPUTS)
+        check_choice("model", "passage_encoder", self.passage_encoder, PASSAGE_ENCODERS)
         if self.passage_encoder == "teacher" and self.output != "teacher":
-            _fail("model", "output", self.output, "teacher when model.passage_encoder is teacher "
+            fail("model", "output", self.output, "teacher when model.passage_encoder is teacher "
                   "(queries must land in the space of the teacher's passage vectors)")
         parts = self.distill_loss.split("+") if isinstance(self.distill_loss, str) else [None]
         if not parts or any(part not in DISTILL_LOSSES for part in parts) or len(set(parts)) < len(parts):
-            _fail("model", "distill_loss", self.distill_loss,
+            fail("model", "distill_loss", self.distill_loss,
                   "one of " + ", ".join(DISTILL_LOSSES) + " or several joined by + (kl+cosine)")
-        _check_float("model", "vector_weight", self.vector_weight, 0)
-        _check_choice("model", "rnn_type", self.rnn_type, RNN_TYPES)
-        _check_int("model", "hidden_dim", self.hidden_dim, 1)
-        _check_int("model", "num_layers", self.num_layers, 1)
-        _check_float("model", "dropout", self.dropout, 0, 1, high_open=True)
-        _check_bool("model", "bidirectional", self.bidirectional)
-        _check_bool("model", "shared_encoder", self.shared_encoder)
-        _check_bool("model", "freeze_embeddings", self.freeze_embeddings)
-        _check_choice("model", "pooling", self.pooling, POOLINGS)
-        _check_choice("model", "loss", self.loss, LOSSES)
-        _check_float("model", "margin", self.margin, 0, 2)
-        _check_float("model", "temperature", self.temperature, 0, low_open=True)
+        check_float("model", "vector_weight", self.vector_weight, 0)
+        check_choice("model", "rnn_type", self.rnn_type, RNN_TYPES)
+        check_int("model", "hidden_dim", self.hidden_dim, 1)
+        check_int("model", "num_layers", self.num_layers, 1)
+        check_float("model", "dropout", self.dropout, 0, 1, high_open=True)
+        check_bool("model", "bidirectional", self.bidirectional)
+        check_bool("model", "shared_encoder", self.shared_encoder)
+        check_bool("model", "freeze_embeddings", self.freeze_embeddings)
+        check_choice("model", "pooling", self.pooling, POOLINGS)
+        check_choice("model", "loss", self.loss, LOSSES)
+        check_float("model", "margin", self.margin, 0, 2)
+        check_float("model", "temperature", self.temperature, 0, low_open=True)
 
 
 @dataclass(frozen=True)
@@ -214,31 +163,31 @@ class TrainParams:
     candidate_depth: int = 32
 
     def validate(self):
-        _check_int("train", "query_epochs", self.query_epochs, 0)
-        _check_choice("train", "candidates", self.candidates, CANDIDATES)
-        _check_int("train", "candidate_depth", self.candidate_depth, 2)
-        _check_float("train", "distill_weight", self.distill_weight, 0, 1)
-        _check_float("train", "lr", self.lr, 0, low_open=True)
-        _check_int("train", "bucket_size", self.bucket_size, 1)
-        _check_choice("train", "lr_schedule", self.lr_schedule, LR_SCHEDULES)
-        _check_int("train", "early_stopping", self.early_stopping, 0)
-        _check_int("train", "ict_epochs", self.ict_epochs, 0)
-        _check_bool("train", "resume", self.resume)
-        _check_bool("train", "sparse_embeddings", self.sparse_embeddings)
-        _check_int("train", "batch_size", self.batch_size, 1)
-        _check_int("train", "epochs", self.epochs, 0)
-        _check_int("train", "grad_accum_steps", self.grad_accum_steps, 1)
-        _check_float("train", "grad_clip", self.grad_clip, 0)
-        _check_int("train", "seed", self.seed, 0)
-        _check_choice("train", "device", self.device, DEVICES)
-        _check_int("train", "val_depth", self.val_depth, 100)  # Recall@100 is one of the figures
-        _check_int("train", "val_batch_size", self.val_batch_size, 1)
+        check_int("train", "query_epochs", self.query_epochs, 0)
+        check_choice("train", "candidates", self.candidates, CANDIDATES)
+        check_int("train", "candidate_depth", self.candidate_depth, 2)
+        check_float("train", "distill_weight", self.distill_weight, 0, 1)
+        check_float("train", "lr", self.lr, 0, low_open=True)
+        check_int("train", "bucket_size", self.bucket_size, 1)
+        check_choice("train", "lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        check_int("train", "early_stopping", self.early_stopping, 0)
+        check_int("train", "ict_epochs", self.ict_epochs, 0)
+        check_bool("train", "resume", self.resume)
+        check_bool("train", "sparse_embeddings", self.sparse_embeddings)
+        check_int("train", "batch_size", self.batch_size, 1)
+        check_int("train", "epochs", self.epochs, 0)
+        check_int("train", "grad_accum_steps", self.grad_accum_steps, 1)
+        check_float("train", "grad_clip", self.grad_clip, 0)
+        check_int("train", "seed", self.seed, 0)
+        check_choice("train", "device", self.device, DEVICES)
+        check_int("train", "val_depth", self.val_depth, 100)  # Recall@100 is one of the figures
+        check_int("train", "val_batch_size", self.val_batch_size, 1)
 
 
 @dataclass(frozen=True)
 class EvalParams:
     """`index: exact` ranks by brute force; `hnsw` / `ivf` search a faiss index that
-    embed_corpus builds (see `twotower.ann`), trading a little recall for speed on large
+    embed_corpus builds (see `twotower.retrieval.ann`), trading a little recall for speed on large
     corpora. `hnsw_ef_search` and `ivf_nprobe` are search-time settings (evaluate only)."""
 
     batch_size: int = 512
@@ -252,15 +201,15 @@ class EvalParams:
     ivf_nprobe: int = 32
 
     def validate(self):
-        _check_int("eval", "batch_size", self.batch_size, 1)
-        _check_int("eval", "depth", self.depth, 100)
-        _check_choice("eval", "device", self.device, DEVICES)
-        _check_choice("eval", "index", self.index, INDEXES)
-        _check_int("eval", "hnsw_m", self.hnsw_m, 2)
-        _check_int("eval", "hnsw_ef_construction", self.hnsw_ef_construction, 1)
-        _check_int("eval", "hnsw_ef_search", self.hnsw_ef_search, 1)
-        _check_int("eval", "ivf_nlist", self.ivf_nlist, 1)
-        _check_int("eval", "ivf_nprobe", self.ivf_nprobe, 1)
+        check_int("eval", "batch_size", self.batch_size, 1)
+        check_int("eval", "depth", self.depth, 100)
+        check_choice("eval", "device", self.device, DEVICES)
+        check_choice("eval", "index", self.index, INDEXES)
+        check_int("eval", "hnsw_m", self.hnsw_m, 2)
+        check_int("eval", "hnsw_ef_construction", self.hnsw_ef_construction, 1)
+        check_int("eval", "hnsw_ef_search", self.hnsw_ef_search, 1)
+        check_int("eval", "ivf_nlist", self.ivf_nlist, 1)
+        check_int("eval", "ivf_nprobe", self.ivf_nprobe, 1)
 
 
 @dataclass(frozen=True)
@@ -278,12 +227,12 @@ class Bm25Params:
     depth: int = 1000
 
     def validate(self):
-        _check_float("bm25", "k1", self.k1, 0)
-        _check_float("bm25", "b", self.b, 0, 1)
-        _check_choice("bm25", "method", self.method, BM25_METHODS)
-        _check_choice("bm25", "stemmer", self.stemmer, STEMMERS)
-        _check_choice("bm25", "stopwords", self.stopwords, STOPWORDS)
-        _check_int("bm25", "depth", self.depth, 100)
+        check_float("bm25", "k1", self.k1, 0)
+        check_float("bm25", "b", self.b, 0, 1)
+        check_choice("bm25", "method", self.method, BM25_METHODS)
+        check_choice("bm25", "stemmer", self.stemmer, STEMMERS)
+        check_choice("bm25", "stopwords", self.stopwords, STOPWORDS)
+        check_int("bm25", "depth", self.depth, 100)
 
 
 @dataclass(frozen=True)
@@ -296,10 +245,10 @@ class HybridParams:
     depth: int = 1000
 
     def validate(self):
-        _check_choice("hybrid", "method", self.method, FUSIONS)
-        _check_int("hybrid", "rrf_k", self.rrf_k, 0)
-        _check_float("hybrid", "weight", self.weight, 0, 1)
-        _check_int("hybrid", "depth", self.depth, 100)
+        check_choice("hybrid", "method", self.method, FUSIONS)
+        check_int("hybrid", "rrf_k", self.rrf_k, 0)
+        check_float("hybrid", "weight", self.weight, 0, 1)
+        check_int("hybrid", "depth", self.depth, 100)
 
 
 @dataclass(frozen=True)
@@ -320,12 +269,12 @@ class TeacherParams:
 
     def validate(self):
         if not isinstance(self.model, str) or not self.model:
-            _fail("teacher", "model", self.model, "minilm or a sentence-transformers model directory")
-        _check_int("teacher", "batch_size", self.batch_size, 1)
-        _check_int("teacher", "word_batch_size", self.word_batch_size, 1)
-        _check_int("teacher", "glove_words", self.glove_words, 0)
-        _check_int("teacher", "max_seq_length", self.max_seq_length, 8, 512)
-        _check_choice("teacher", "device", self.device, DEVICES)
+            fail("teacher", "model", self.model, "minilm or a sentence-transformers model directory")
+        check_int("teacher", "batch_size", self.batch_size, 1)
+        check_int("teacher", "word_batch_size", self.word_batch_size, 1)
+        check_int("teacher", "glove_words", self.glove_words, 0)
+        check_int("teacher", "max_seq_length", self.max_seq_length, 8, 512)
+        check_choice("teacher", "device", self.device, DEVICES)
 
 
 SECTIONS = {

@@ -11,9 +11,9 @@ import torch
 import yaml
 
 from tests.pipeline.project import TINY_PARAMS, commit, make_project, run
-from twotower.metrics import METRIC_NAMES, evaluate_run
-from twotower.model import load_model
-from twotower.text import TokenArrays
+from twotower.evaluation.metrics import METRIC_NAMES, evaluate_run
+from twotower.model.towers import load_model
+from twotower.text.tokenizers import TokenArrays
 
 pytestmark = pytest.mark.slow
 

@@ -1,0 +1,60 @@
+"""The package's folders are its architecture: each layer imports only from the layers before
+it, so a module's folder says what it may use and what a change to it can break.
+
+    top level   errors, files, devices, params, param_checks, param_rules (cli is the entry
+                point: it sits on top of everything)
+    data        raw MS MARCO -> prepared tables, triplets, runs
+    text        tokenizers, vocabulary, token arrays, GloVe
+    evaluation  metrics over runs, comparison, charts
+    retrieval   dense top-k, faiss, shards, BM25, fusion
+    distill     the teacher and what is derived from it
+    model       towers, losses, training
+    serve       search your own documents: Searcher, index folders, the server
+"""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "twotower"
+LAYERS = ["", "data", "text", "evaluation", "retrieval", "distill", "model", "serve"]
+ENTRY_POINTS = {"cli.py", "__init__.py"}
+
+
+def layer_of(module: str) -> str:
+    """`twotower.retrieval.ann` -> "retrieval"; `twotower.params` -> "" (the top level)."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 2 and parts[1] in LAYERS else ""
+
+
+def imported_modules(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names |= {f"{node.module}.{alias.name}" for alias in node.names}
+    return {name for name in names if name.startswith("twotower.")}
+
+
+MODULES = sorted(path for path in PACKAGE.rglob("*.py") if path.relative_to(PACKAGE).as_posix() not in ENTRY_POINTS)
+
+
+@pytest.mark.parametrize("path", MODULES, ids=lambda path: path.relative_to(PACKAGE).as_posix())
+def test_a_module_imports_only_from_its_own_layer_or_those_before_it(path):
+    own = path.relative_to(PACKAGE).parts[0] if len(path.relative_to(PACKAGE).parts) > 1 else ""
+    later = {name for name in imported_modules(path) if LAYERS.index(layer_of(name)) > LAYERS.index(own)}
+    assert not later, f"{path.relative_to(PACKAGE)} (layer {own or 'top'}) imports from a later layer: {sorted(later)}"
+
+
+def test_every_module_sits_in_a_known_layer():
+    folders = {path.parent.name for path in PACKAGE.rglob("*.py") if path.parent != PACKAGE}
+    assert folders == set(LAYERS[1:])
+
+
+def test_the_layer_rule_catches_an_upward_import(tmp_path):
+    module = tmp_path / "ann.py"
+    module.write_text("from twotower.serve.search import Searcher\nfrom twotower.errors import TwoTowerError\n")
+    upward = {name for name in imported_modules(module) if LAYERS.index(layer_of(name)) > LAYERS.index("retrieval")}
+    assert upward == {"twotower.serve.search.Searcher"}
