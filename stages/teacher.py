@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from twotower.devices import select_device
 from twotower.errors import exit_on_error
@@ -35,12 +34,10 @@ from twotower.evaluation.metrics import evaluate_run
 from twotower.param_rules import check_params_file
 from twotower.params import load_section
 from twotower.data.prepared import load_split
+from twotower.distill.encoded import WHOLE, passages_to_encode, splits_to_encode
 from twotower.distill.teacher import (check_teacher_dir, encode_texts, encode_token_pieces, load_teacher, teacher_dir,
                               teacher_identity, training_words)
 from twotower.text.glove import load_glove
-
-SPLITS = ("train", "validation", "real", "ict")
-WHOLE = ("validation", "real")  # splits encoded whole; the others as far as their triplets go
 
 
 def teacher_figures(folder, tables) -> dict:
@@ -68,15 +65,12 @@ def main(argv=None):
 
     model_dir = check_teacher_dir(teacher_dir(params.model))
     teacher = load_teacher(model_dir, select_device(params.device), params.max_seq_length)
-    splits = [s for s in SPLITS if Path(args.prepared, s).is_dir()]
+    splits = splits_to_encode(args.prepared)
     seconds, counts = {}, {}
     with atomic_path(args.out) as out:
         for split in splits:
             tables = load_split(args.prepared, split)
-            passages = tables.passages
-            if split not in WHOLE:  # only the passages training will see
-                used = pd.read_parquet(Path(args.triplets, f"{split}.parquet"), columns=["pos_pid", "neg_pid"])
-                passages = passages[passages["pid"].isin(set(used["pos_pid"]) | set(used["neg_pid"]))]
+            passages = passages_to_encode(split, tables.passages, args.triplets)
             for table, frame, key in (("queries", tables.queries, "qid"), ("passages", passages, "pid")):
                 start = time.perf_counter()
                 vectors = encode_texts(teacher, frame["text"].tolist(), params.batch_size, desc=f"{split} {table}")

@@ -6,14 +6,9 @@ plots/train/ (per-epoch curves by dvclive). Runs as is under
 `torchrun --nproc_per_node N -m stages.train ...` (DistributedDataParallel; the first
 process writes the outputs).
 
-Up to three phases, each validated every epoch, in this order (their epochs follow each
-other in the curves; the best epoch of all of them is kept):
-1. `train.ict_epochs` on the inverse-cloze pairs subsample made from unlabelled passages;
-2. `train.query_epochs` on unlabelled real queries: the query tower learns the teacher's
-   vector of each query and the teacher's scores over its candidate passages
-   (`train.candidates` mines them, `twotower.distill.candidates`), teacher losses only;
-3. `train.epochs` on the labelled train triplets, the loss mixing the labels with the
-   teacher (`train.distill_weight`, `twotower.model.losses.build_loss`).
+The phases (pseudo-query pairs, real queries, labelled triplets) and their order are
+`twotower.model.phases`'s; the labelled phase mixes the labels with the teacher
+(`train.distill_weight`, `twotower.model.losses.build_loss`).
 With `model.passage_encoder: teacher` the model has no passage tower: passages are the
 teacher's vectors, in training, validation and search.
 The training state is checkpointed after every epoch under --checkpoints (not a DVC
@@ -22,11 +17,8 @@ checkpoints are removed once the model is saved.
 """
 
 import argparse
-import copy
-import hashlib
-import json
 import shutil
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -34,58 +26,18 @@ import pandas as pd
 import torch
 from dvclive import Live
 
-from twotower.model import distributed
-from twotower.distill.candidates import bm25_candidates, candidate_triplets, teacher_candidates
 from twotower.devices import select_device
+from twotower.distill.encoded import teacher_manifest
 from twotower.errors import TwoTowerError, exit_on_error
 from twotower.files import atomic_path, write_json
+from twotower.model import distributed
 from twotower.model.losses import build_loss, needs_projection
+from twotower.model.phases import fit_phases, plan_phases, run_fingerprint
+from twotower.model.tokenized import load_tokenized
 from twotower.model.towers import ModelConfig, TwoTower, save_model
+from twotower.model.training import SELECT_ON, seed_everything
 from twotower.param_rules import check_params_file
 from twotower.params import load_section
-from twotower.data.prepared import load_split
-from twotower.model.tokenized import load_tokenized
-from twotower.model.training import SELECT_ON, seed_everything, train
-
-
-def inputs_fingerprint(param_sections, files) -> str:
-    """What a checkpoint must match to be resumed: the params and the input files' bytes."""
-    digest = hashlib.sha256(json.dumps(param_sections, sort_keys=True).encode())
-    for path in files:
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
-
-
-def teacher_manifest(folder) -> dict:
-    """The teacher stage's manifest.json (its dimension and space), or one line saying to run it."""
-    path = Path(folder, "manifest.json")
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise TwoTowerError(f"teacher vectors missing: {path} (run `dvc repro teacher`; training uses the "
-                            "teacher's vectors)") from None
-
-
-def ict_split(prepared, tokens, teacher):
-    """The inverse-cloze split to pretrain on, or None, with a note, when subsample made no
-    pairs (no passage it sampled had two sentences; older runs left an empty split)."""
-    ict = load_tokenized(prepared, tokens, "ict", teacher) if Path(prepared, "ict").is_dir() else None
-    if ict is None or len(ict.qids) == 0:
-        print(f"note: no inverse-cloze pairs in {Path(prepared, 'ict')}: skipping the train.ict_epochs pretraining")
-        return None
-    return ict
-
-
-def real_query_triplets(split, prepared, params, bm25_params) -> pd.DataFrame:
-    """Each real query's mined candidate pair (`twotower.distill.candidates`)."""
-    if params.candidates == "bm25":
-        tables = load_split(prepared, "real")
-        ranked = bm25_candidates(tables.queries, tables.passages, bm25_params, params.candidate_depth)
-    else:
-        ranked = teacher_candidates(split.teacher_queries, split.teacher_passages, params.candidate_depth)
-    return candidate_triplets(split.qids, split.pids, ranked, params.seed)
 
 
 @exit_on_error
@@ -135,51 +87,15 @@ def main(argv=None):
     print(f"device {device}; {len(triplets)} training triplets; "
           f"{sum(p.numel() for p in model.parameters() if p.requires_grad)} trainable parameters")
 
-    phases = []  # (name, split, triplets, params)
-    ict = ict_split(args.prepared, args.tokens, teacher) if train_params.ict_epochs else None
-    if ict is not None:
-        phases.append(("inverse-cloze pairs", ict, pd.read_parquet(Path(args.triplets, "ict.parquet")),
-                       replace(train_params, epochs=train_params.ict_epochs, early_stopping=0)))
-    if train_params.query_epochs:
-        if Path(args.prepared, "real").is_dir():
-            real = load_tokenized(args.prepared, args.tokens, "real", args.teacher)
-            phases.append(("real queries", real, real_query_triplets(real, args.prepared, train_params, bm25_params),
-                           replace(train_params, epochs=train_params.query_epochs, early_stopping=0)))
-        else:
-            print("note: train.query_epochs > 0 but there is no real split (no queries.parquet, or "
-                  "data.real_queries: 0): phase skipped")
-    if train_params.epochs:
-        phases.append(("labelled triplets", train_split, triplets, train_params))
-
-    fingerprint = inputs_fingerprint(
-        [asdict(model_params), asdict(train_params), asdict(tokenize_params)],
-        [Path(args.tokens, "vocab.txt"), Path(args.tokens, "embeddings.npy"), Path(args.triplets, "train.parquet"),
-         *([Path(args.triplets, "ict.parquet")] if any(p[0].startswith("inverse") for p in phases) else []),
-         *([Path(teacher, "manifest.json")] if teacher else [])])
+    phases = plan_phases(train_params, train_split, triplets, args.prepared, args.tokens, args.triplets,
+                         teacher, args.teacher, bm25_params)
+    fingerprint = run_fingerprint([asdict(model_params), asdict(train_params), asdict(tokenize_params)],
+                                  args.tokens, args.triplets, phases, teacher)
     checkpoints = Path(args.checkpoints)
 
     def fit(on_epoch):
-        """Each phase in turn from the previous one's best weights; returns the best epoch
-        of all (numbered across phases) and leaves its weights in the model."""
-        best, best_state, offset = None, None, 0
-        for number, (name, split, phase_triplets, phase_params) in enumerate(phases):
-            print(f"phase {number + 1}: {name}, {phase_params.epochs} epoch(s), {len(phase_triplets)} triplets")
+        return fit_phases(model, phases, val_split, loss, device, on_epoch, checkpoints, fingerprint)
 
-            def shifted(epoch, figures, offset=offset):
-                if on_epoch:
-                    on_epoch(offset + epoch, figures)
-
-            found = train(model, split, phase_triplets, val_split, phase_params, loss, device, on_epoch=shifted,
-                          checkpoint=checkpoints / f"phase{number + 1}.pt", fingerprint=fingerprint)
-            if best is None or found[SELECT_ON] > best[SELECT_ON]:
-                best = {**found, "epoch": offset + found["epoch"]}
-                best_state = copy.deepcopy(model.state_dict())
-            offset += phase_params.epochs
-        model.load_state_dict(best_state)
-        return best
-
-    if not phases:
-        raise TwoTowerError("nothing to train: train.epochs, train.query_epochs and train.ict_epochs are all 0")
     if not distributed.is_main():
         fit(on_epoch=None)
         distributed.cleanup()

@@ -1,0 +1,124 @@
+"""The train stage's phases: which ones run, on what, and fitting them in turn.
+
+Up to three phases, each validated every epoch, in this order (their epochs follow each
+other in the curves; the best epoch of all of them is kept):
+1. `train.ict_epochs` on the inverse-cloze pairs subsample made from unlabelled passages;
+2. `train.query_epochs` on unlabelled real queries: the query tower learns the teacher's
+   vector of each query and the teacher's scores over its candidate passages
+   (`train.candidates` mines them, `twotower.distill.candidates`), teacher losses only;
+3. `train.epochs` on the labelled train triplets.
+A checkpoint resumes only a run whose params and input files match (`inputs_fingerprint`).
+"""
+
+import copy
+import hashlib
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pandas as pd
+
+from twotower.data.prepared import load_split
+from twotower.distill.candidates import bm25_candidates, candidate_triplets, teacher_candidates
+from twotower.errors import TwoTowerError
+from twotower.model.tokenized import load_tokenized
+from twotower.model.training import SELECT_ON, train
+from twotower.retrieval.dense import Split
+
+
+ICT_PHASE = "inverse-cloze pairs"
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    split: Split
+    triplets: pd.DataFrame
+    params: object  # TrainParams with this phase's epochs
+
+
+def inputs_fingerprint(param_sections, files) -> str:
+    """What a checkpoint must match to be resumed: the params and the input files' bytes."""
+    digest = hashlib.sha256(json.dumps(param_sections, sort_keys=True).encode())
+    for path in files:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def run_fingerprint(param_sections, tokens, triplets_dir, phases: list[Phase], teacher) -> str:
+    """The fingerprint of a train run: its params, the token table, the triplets its phases
+    read and the teacher's manifest when it learns from the teacher."""
+    files = [Path(tokens, "vocab.txt"), Path(tokens, "embeddings.npy"), Path(triplets_dir, "train.parquet")]
+    if any(phase.name == ICT_PHASE for phase in phases):
+        files.append(Path(triplets_dir, "ict.parquet"))
+    if teacher:
+        files.append(Path(teacher, "manifest.json"))
+    return inputs_fingerprint(param_sections, files)
+
+
+def ict_split(prepared, tokens, teacher):
+    """The inverse-cloze split to pretrain on, or None, with a note, when subsample made no
+    pairs (no passage it sampled had two sentences; older runs left an empty split)."""
+    ict = load_tokenized(prepared, tokens, "ict", teacher) if Path(prepared, "ict").is_dir() else None
+    if ict is None or len(ict.qids) == 0:
+        print(f"note: no inverse-cloze pairs in {Path(prepared, 'ict')}: skipping the train.ict_epochs pretraining")
+        return None
+    return ict
+
+
+def real_query_triplets(split, prepared, params, bm25_params) -> pd.DataFrame:
+    """Each real query's mined candidate pair (`twotower.distill.candidates`)."""
+    if params.candidates == "bm25":
+        tables = load_split(prepared, "real")
+        ranked = bm25_candidates(tables.queries, tables.passages, bm25_params, params.candidate_depth)
+    else:
+        ranked = teacher_candidates(split.teacher_queries, split.teacher_passages, params.candidate_depth)
+    return candidate_triplets(split.qids, split.pids, ranked, params.seed)
+
+
+def plan_phases(params, train_split, triplets, prepared, tokens, triplets_dir, teacher, teacher_dir,
+                bm25_params) -> list[Phase]:
+    """The phases `params` asks for that have data; a phase without data is skipped with a
+    note, and no phase at all is an error naming the three epoch params."""
+    phases = []
+    ict = ict_split(prepared, tokens, teacher) if params.ict_epochs else None
+    if ict is not None:
+        phases.append(Phase(ICT_PHASE, ict, pd.read_parquet(Path(triplets_dir, "ict.parquet")),
+                            replace(params, epochs=params.ict_epochs, early_stopping=0)))
+    if params.query_epochs:
+        if Path(prepared, "real").is_dir():
+            real = load_tokenized(prepared, tokens, "real", teacher_dir)
+            phases.append(Phase("real queries", real, real_query_triplets(real, prepared, params, bm25_params),
+                                replace(params, epochs=params.query_epochs, early_stopping=0)))
+        else:
+            print("note: train.query_epochs > 0 but there is no real split (no queries.parquet, or "
+                  "data.real_queries: 0): phase skipped")
+    if params.epochs:
+        phases.append(Phase("labelled triplets", train_split, triplets, params))
+    if not phases:
+        raise TwoTowerError("nothing to train: train.epochs, train.query_epochs and train.ict_epochs are all 0")
+    return phases
+
+
+def fit_phases(model, phases: list[Phase], val_split, loss, device, on_epoch, checkpoints: Path,
+               fingerprint: str) -> dict:
+    """Each phase in turn from the previous one's best weights; returns the best epoch of
+    all (numbered across phases) and leaves its weights in the model."""
+    best, best_state, offset = None, None, 0
+    for number, phase in enumerate(phases):
+        print(f"phase {number + 1}: {phase.name}, {phase.params.epochs} epoch(s), {len(phase.triplets)} triplets")
+
+        def shifted(epoch, figures, offset=offset):
+            if on_epoch:
+                on_epoch(offset + epoch, figures)
+
+        found = train(model, phase.split, phase.triplets, val_split, phase.params, loss, device, on_epoch=shifted,
+                      checkpoint=checkpoints / f"phase{number + 1}.pt", fingerprint=fingerprint)
+        if best is None or found[SELECT_ON] > best[SELECT_ON]:
+            best = {**found, "epoch": offset + found["epoch"]}
+            best_state = copy.deepcopy(model.state_dict())
+        offset += phase.params.epochs
+    model.load_state_dict(best_state)
+    return best

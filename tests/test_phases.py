@@ -1,0 +1,60 @@
+"""The train stage's phases: which run, what a resumed checkpoint must match."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from twotower.errors import TwoTowerError
+from twotower.model.phases import ICT_PHASE, Phase, plan_phases, run_fingerprint
+from twotower.params import TrainParams
+
+
+def inputs(tmp_path):
+    tokens, triplets = tmp_path / "tokens", tmp_path / "triplets"
+    tokens.mkdir()
+    triplets.mkdir()
+    (tokens / "vocab.txt").write_text("<pad>\n<unk>\nflea\n")
+    np.save(tokens / "embeddings.npy", np.zeros((3, 4), dtype=np.float32))
+    (triplets / "train.parquet").write_bytes(b"train")
+    (triplets / "ict.parquet").write_bytes(b"ict")
+    return tokens, triplets
+
+
+def test_the_fingerprint_follows_the_params_and_the_bytes_of_what_the_phases_read(tmp_path):
+    tokens, triplets = inputs(tmp_path)
+    labelled = [Phase("labelled triplets", None, None, None)]
+    base = run_fingerprint([{"lr": 0.1}], tokens, triplets, labelled, None)
+    assert run_fingerprint([{"lr": 0.1}], tokens, triplets, labelled, None) == base
+    assert run_fingerprint([{"lr": 0.2}], tokens, triplets, labelled, None) != base
+    with_ict = run_fingerprint([{"lr": 0.1}], tokens, triplets, [Phase(ICT_PHASE, None, None, None), *labelled], None)
+    assert with_ict != base
+    (triplets / "ict.parquet").write_bytes(b"other pairs")  # read only by the ict phase
+    assert run_fingerprint([{"lr": 0.1}], tokens, triplets, labelled, None) == base
+    (triplets / "train.parquet").write_bytes(b"other triplets")
+    assert run_fingerprint([{"lr": 0.1}], tokens, triplets, labelled, None) != base
+
+
+def test_a_teacher_run_also_matches_the_teachers_manifest(tmp_path):
+    tokens, triplets = inputs(tmp_path)
+    teacher = tmp_path / "teacher"
+    teacher.mkdir()
+    (teacher / "manifest.json").write_text('{"dim": 384}')
+    phases = [Phase("labelled triplets", None, None, None)]
+    first = run_fingerprint([], tokens, triplets, phases, teacher)
+    (teacher / "manifest.json").write_text('{"dim": 768}')
+    assert run_fingerprint([], tokens, triplets, phases, teacher) != first
+
+
+def test_no_phase_at_all_is_one_line_naming_the_three_epoch_params(tmp_path):
+    params = replace(TrainParams(), epochs=0, query_epochs=0, ict_epochs=0)
+    with pytest.raises(TwoTowerError, match="train.epochs, train.query_epochs and train.ict_epochs are all 0"):
+        plan_phases(params, None, None, tmp_path, tmp_path, tmp_path, None, tmp_path, None)
+
+
+def test_a_phase_without_data_is_skipped_with_a_note(tmp_path, capsys):
+    params = replace(TrainParams(), epochs=2, query_epochs=3, ict_epochs=1)
+    phases = plan_phases(params, "train split", "triplets", tmp_path, tmp_path, tmp_path, None, tmp_path, None)
+    assert [(p.name, p.split, p.params.epochs) for p in phases] == [("labelled triplets", "train split", 2)]
+    out = capsys.readouterr().out
+    assert "no inverse-cloze pairs" in out and "no real split" in out
