@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from twotower.errors import TwoTowerError
+from twotower.model.fused import fuse
 from twotower.params import ModelParams
 
 CHECKPOINT_FORMAT = 4  # 4: passage_encoder, teacher space and WordPiece tokenizer in the checkpoint
@@ -208,6 +209,15 @@ class TwoTower(nn.Module):
             raise TwoTowerError("this model has no passage tower: its passages are the teacher's vectors "
                                 "(model.passage_encoder: teacher)")
         return self._out(self.passage_encoder(ids, lengths))
+
+    def fused_passage_path(self):
+        """`encode_passages` for inference: through the fused copy of the passage tower where
+        one exists (`twotower.model.fused`), with the weights as they are now."""
+        fused = fuse(self.passage_encoder)
+        if fused is None:
+            return self.encode_passages
+        fused = fused.to(self.embedding.weight.device)
+        return lambda ids, lengths: self._out(fused(ids, lengths))
 
 
 def cpu_state_dict(model: nn.Module) -> dict:

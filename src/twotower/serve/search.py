@@ -180,7 +180,13 @@ class Searcher:
 
             return encode_texts(self.teacher, list(texts), TEACHER_BATCH_SIZE, dtype=np.float32,
                                 desc="teacher" if show_progress else None)
-        return self._embed(self.model.encode_passages, list(texts), self.max_len_passage, show_progress)
+        return self._embed(self._passage_path, list(texts), self.max_len_passage, show_progress)
+
+    @functools.cached_property
+    def _passage_path(self):
+        """`model.encode_passages`, through the fused copy of its tower where one exists
+        (`twotower.model.fused`: the same vectors to float rounding, ~2-4x the passages/s)."""
+        return self.model.fused_passage_path()
 
     @property
     def teacher(self):
