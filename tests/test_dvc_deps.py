@@ -33,16 +33,21 @@ def module_file(name: str) -> Path | None:
     return None
 
 
-def imported_files(path: Path) -> set[Path]:
-    """The project modules `path` imports anywhere in its source."""
+def imported_names(path: Path) -> set[str]:
+    """Every dotted name `path` imports anywhere in its source: `from a.b import c` gives
+    `a.b` and `a.b.c` (c may be a module, as in `from twotower.model import distributed`)."""
     names = set()
     for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
         if isinstance(node, ast.Import):
             names |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            # `from twotower import distributed` names a module; `from twotower.x import y` a member.
             names |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
-    return {file for file in map(module_file, names) if file is not None}
+    return names
+
+
+def imported_files(path: Path) -> set[Path]:
+    """The project modules `path` imports anywhere in its source."""
+    return {file for file in map(module_file, imported_names(path)) if file is not None}
 
 
 def files_run_by(script: Path) -> set[Path]:
