@@ -12,6 +12,7 @@ it, so a module's folder says what it may use and what a change to it can break.
     serve       search your own documents: Searcher, index folders, the server
 """
 
+import re
 from pathlib import Path
 
 import pytest
@@ -53,3 +54,34 @@ def test_the_layer_rule_catches_an_upward_import(tmp_path):
     module.write_text("from twotower.serve.search import Searcher\nfrom twotower.errors import TwoTowerError\n")
     upward = {name for name in imported_modules(module) if LAYERS.index(layer_of(name)) > LAYERS.index("retrieval")}
     assert upward == {"twotower.serve.search", "twotower.serve.search.Searcher"}
+
+
+def readme_module_map() -> dict[str, set[str]]:
+    """The README's *Layout* block as {folder ("" for the top level): names listed for it}.
+    A folder's entry starts with `  name/` and runs until the next entry or the block's end."""
+    readme = (PACKAGE.parents[1] / "README.md").read_text()
+    section = readme[readme.index("## Layout"):]
+    block = section.split("```")[1].splitlines()
+    entries, current = {}, None
+    for line in block:
+        start = re.match(r"^  (\w+)/\s", line)
+        if start:
+            current = start.group(1)
+        elif re.match(r"^  \w", line):
+            current = ""  # a top-level line: its module names, then what they do
+        elif not line.startswith("    "):
+            current = None  # stages/, tests/, ... outside the package
+        if current is not None:
+            entries.setdefault(current, set()).update(re.findall(r"[a-z_0-9]+", line))
+    return entries
+
+
+def test_the_readmes_module_map_lists_every_module_under_its_folder():
+    listed = readme_module_map()
+    for path in PACKAGE.rglob("*.py"):
+        relative = path.relative_to(PACKAGE)
+        if path.name == "__init__.py":
+            continue
+        folder = relative.parts[0] if len(relative.parts) > 1 else ""
+        assert path.stem in listed.get(folder, set()), f"README's Layout does not list {relative} under {folder or 'the top level'}"
+    assert set(listed) - {""} == set(LAYERS[1:])
