@@ -1,5 +1,5 @@
 """`twotower validate`: every params problem and every raw-data problem on its own line, in
-seconds, before a long run; and `params.validate_all`, which collects the params ones."""
+seconds, before a long run; and `param_rules.validate_all`, which collects the params ones."""
 
 import os
 import subprocess
@@ -13,7 +13,8 @@ from tiny_data import make_tiny_msmarco, msmarco_table
 
 from twotower.cli import main
 from twotower.data.prepare import check_split
-from twotower.params import SECTIONS, validate_all
+from twotower.param_rules import validate_all
+from twotower.params import SECTIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 

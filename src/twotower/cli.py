@@ -145,8 +145,8 @@ def run_validate(args) -> None:
     """
     from twotower.data.prepare import check_split
     from twotower.data.prepared import SPLITS
-    from twotower.param_rules import check_cross_section
-    from twotower.params import DataParams, read_params_file, validate_all
+    from twotower.param_rules import check_cross_section, validate_all
+    from twotower.params import DataParams, read_params_file
 
     problems, warnings = [], []
     try:

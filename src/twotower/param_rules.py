@@ -1,4 +1,5 @@
-"""Rules that tie params of different sections together.
+"""Checks of a whole params file: every problem at once (`validate_all`), and the rules that
+tie params of different sections together.
 
 `params.py` checks each section on its own; a combination of valid values can still be
 unusable, and each stage reads only its own sections, so such a combination would fail
@@ -6,15 +7,16 @@ deep in a late stage. `twotower validate` reports every rule broken, and every s
 `check_params_file` before it reads data, so the first stage that runs stops in seconds.
 
 Each rule takes the raw params mapping and returns one problem line or None. A rule skips
-itself when a value it reads is invalid on its own (`params.validate_all` reports that).
+itself when a value it reads is invalid on its own (`validate_all` reports that).
 To add one, write a function and list it in RULES.
 """
 
 import json
+from dataclasses import fields
 from pathlib import Path
 
 from twotower.errors import TwoTowerError
-from twotower.params import read_params_file, section_from_dict
+from twotower.params import SECTIONS, read_params_file, section_from_dict, unknown_keys, unknown_message
 
 
 def _section(raw: dict, name: str, *keys: str):
@@ -131,3 +133,32 @@ def check_params_file(path) -> None:
     problems = check_cross_section(read_params_file(path))
     if problems:
         raise TwoTowerError(problems[0])
+
+
+def validate_all(raw: dict) -> list[str]:
+    """Every problem in a whole params mapping, one message each (`twotower validate`).
+
+    Unlike `section_from_dict`, which stops at the first bad value, this checks each known
+    key on its own against the section's defaults, so a file with three typos gets three
+    lines; they are the very messages a stage fails with, one at a time.
+    """
+    problems = [unknown_message(str(name), "section", list(SECTIONS)) for name in raw if name not in SECTIONS]
+    for name, cls in SECTIONS.items():
+        values = raw.get(name) or {}
+        if not isinstance(values, dict):
+            problems.append(f"{name}: expected a mapping, got {values!r}")
+            continue
+        known = {f.name for f in fields(cls)}
+        found = unknown_keys(name, values)
+        for key in sorted(k for k in values if k in known):
+            try:
+                section_from_dict(name, {key: values[key]})
+            except TwoTowerError as exc:
+                found.append(str(exc))
+        if not found:
+            try:
+                section_from_dict(name, values)  # any rule that ties several keys together
+            except TwoTowerError as exc:
+                found.append(str(exc))
+        problems += found
+    return problems

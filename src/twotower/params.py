@@ -309,7 +309,7 @@ def section_from_dict(name: str, values) -> object:
     values = values or {}
     if not isinstance(values, dict):
         raise TwoTowerError(f"{name}: expected a mapping, got {values!r}")
-    unknown = _unknown_keys(name, values)
+    unknown = unknown_keys(name, values)
     if unknown:
         raise TwoTowerError(unknown[0])
     params = cls(**values)
@@ -321,41 +321,12 @@ def load_section(name: str, path="params.yaml"):
     return section_from_dict(name, read_params_file(path).get(name))
 
 
-def _unknown(what: str, kind: str, known) -> str:
+def unknown_message(what: str, kind: str, known) -> str:
     close = difflib.get_close_matches(what.rsplit(".", 1)[-1], known, n=1)
     hint = f" (did you mean {close[0]}?)" if close else ""
     return f"{what}: unknown {kind}; accepted: " + ", ".join(sorted(known)) + hint
 
 
-def _unknown_keys(name: str, values: dict) -> list[str]:
+def unknown_keys(name: str, values: dict) -> list[str]:
     known = [f.name for f in fields(SECTIONS[name])]
-    return [_unknown(f"{name}.{key}", "param", known) for key in sorted(map(str, values)) if key not in known]
-
-
-def validate_all(raw: dict) -> list[str]:
-    """Every problem in a whole params mapping, one message each (`twotower validate`).
-
-    Unlike `section_from_dict`, which stops at the first bad value, this checks each known
-    key on its own against the section's defaults, so a file with three typos gets three
-    lines; they are the very messages a stage fails with, one at a time.
-    """
-    problems = [_unknown(str(name), "section", list(SECTIONS)) for name in raw if name not in SECTIONS]
-    for name, cls in SECTIONS.items():
-        values = raw.get(name) or {}
-        if not isinstance(values, dict):
-            problems.append(f"{name}: expected a mapping, got {values!r}")
-            continue
-        known = {f.name for f in fields(cls)}
-        found = _unknown_keys(name, values)
-        for key in sorted(k for k in values if k in known):
-            try:
-                section_from_dict(name, {key: values[key]})
-            except TwoTowerError as exc:
-                found.append(str(exc))
-        if not found:
-            try:
-                section_from_dict(name, values)  # any rule that ties several keys together
-            except TwoTowerError as exc:
-                found.append(str(exc))
-        problems += found
-    return problems
+    return [unknown_message(f"{name}.{key}", "param", known) for key in sorted(map(str, values)) if key not in known]

@@ -100,22 +100,30 @@ def idf_weights(df: np.ndarray, rows: int) -> np.ndarray:
     return idf
 
 
-class Tokenizer:
-    """Maps texts to padded id arrays; everything it needs is its vocabulary list."""
+class _VocabularyTokenizer:
+    """What both tokenizers share: a vocabulary that starts <pad>, <unk>, its size, and one
+    text's ids as `encode_batch` of one row gives them."""
 
     def __init__(self, vocab: list[str]):
         if vocab[:2] != [PAD, UNK]:
             raise ValueError("vocabulary must start with <pad>, <unk>")
         self.vocab = list(vocab)
-        self.ids = {w: i for i, w in enumerate(self.vocab)}
 
     def __len__(self):
         return len(self.vocab)
 
     def encode(self, text: str, max_len: int) -> list[int]:
-        """One text's ids, unpadded (`encode_batch` of one row)."""
+        """One text's ids, unpadded."""
         ids, lengths = self.encode_batch([text], max_len)
         return ids[0, : lengths[0]].tolist()
+
+
+class Tokenizer(_VocabularyTokenizer):
+    """Maps texts to padded id arrays; everything it needs is its vocabulary list."""
+
+    def __init__(self, vocab: list[str]):
+        super().__init__(vocab)
+        self.ids = {w: i for i, w in enumerate(self.vocab)}
 
     def encode_batch(self, texts: Iterable[str], max_len: int) -> tuple[np.ndarray, np.ndarray]:
         """(ids int32 [n, max_len] right-padded with 0, lengths int32 [n]). Every row has at
@@ -131,7 +139,7 @@ class Tokenizer:
         return _padded(flat, lengths, max_len)
 
 
-class WordPieceTokenizer:
+class WordPieceTokenizer(_VocabularyTokenizer):
     """The teacher's own WordPiece tokenizer (`tokenize.tokenizer: wordpiece`), its pieces
     mapped onto our ids: `vocab` is [<pad>, <unk>, every piece of the teacher's vocabulary],
     so any word, however rare or misspelt, becomes pieces that each have a teacher vector.
@@ -141,9 +149,7 @@ class WordPieceTokenizer:
     def __init__(self, vocab: list[str], tokenizer_json: str):
         from tokenizers import Tokenizer as HFTokenizer
 
-        if vocab[:2] != [PAD, UNK]:
-            raise ValueError("vocabulary must start with <pad>, <unk>")
-        self.vocab = list(vocab)
+        super().__init__(vocab)
         self.tokenizer_json = tokenizer_json
         self._hf = HFTokenizer.from_str(tokenizer_json)
         self._hf.no_truncation()
@@ -153,13 +159,6 @@ class WordPieceTokenizer:
         self._ids = np.full(max(theirs.values()) + 1, UNK_ID, dtype=np.int32)
         for piece, hf_id in theirs.items():
             self._ids[hf_id] = ours.get(piece, UNK_ID)
-
-    def __len__(self):
-        return len(self.vocab)
-
-    def encode(self, text: str, max_len: int) -> list[int]:
-        ids, lengths = self.encode_batch([text], max_len)
-        return ids[0, : lengths[0]].tolist()
 
     def encode_batch(self, texts: Iterable[str], max_len: int) -> tuple[np.ndarray, np.ndarray]:
         """As `Tokenizer.encode_batch`: (ids int32 [n, max_len], lengths int32 [n]), an empty
