@@ -70,12 +70,10 @@ def main(argv=None):
         raise TwoTowerError(f"tokens missing: {exc.filename} (run the tokenize stage)") from None
     tokenizer_path = Path(args.tokens, "tokenizer.json")
     tokenizer_json = tokenizer_path.read_text() if tokenizer_path.is_file() else None
-    uses_teacher = (train_params.distill_weight > 0 or train_params.query_epochs > 0 or train_params.ict_epochs > 0
-                    or model_params.passage_encoder == "teacher")
-    teacher = args.teacher if uses_teacher else None
+    teacher_losses = train_params.distill_weight > 0 or train_params.query_epochs > 0 or train_params.ict_epochs > 0
+    teacher = args.teacher if teacher_losses or model_params.passage_encoder == "teacher" else None
     manifest = teacher_manifest(teacher) if teacher else {}
     train_split = load_tokenized(args.prepared, args.tokens, "train", teacher)
-    teacher_losses = train_params.distill_weight > 0 or train_params.query_epochs > 0 or train_params.ict_epochs > 0
     teacher_dim = manifest.get("dim", 0) if needs_projection(model_params, teacher_losses) else 0
     config = ModelConfig.from_params(model_params, vocab_size=len(vocab), embed_dim=embeddings.shape[1],
                                      teacher_dim=teacher_dim, teacher=manifest.get("space", "") if teacher_dim else "")

@@ -32,10 +32,8 @@ from torch import nn
 class FusedEncoder(nn.Module):
     def __init__(self, encoder):
         super().__init__()
-        cfg = encoder.cfg
-        self.pooling, self.hidden = cfg.pooling, cfg.hidden_dim
+        self.pooling = encoder.cfg.pooling
         rnns = [encoder.forward_rnns[0], *encoder.backward_rnns[:1]]
-        width = cfg.hidden_dim * len(rnns)
         with torch.no_grad():
             table = encoder.embedding.weight.detach()
             self.register_buffer("table", table.clone())
@@ -44,7 +42,6 @@ class FusedEncoder(nn.Module):
             inputs = [table @ rnn.weight_ih_l0.T + rnn.bias_ih_l0 + rnn.bias_hh_l0 for rnn in rnns]
             self.register_buffer("inputs", torch.cat(inputs))  # [directions * vocab, hidden]
             self.register_buffer("recurrent", torch.block_diag(*(rnn.weight_hh_l0 for rnn in rnns)).T.contiguous())
-        self.vocab = table.shape[0]
         self.project = copy.deepcopy(encoder.project)
         self.bidirectional = len(rnns) == 2
         self.eval()
@@ -59,7 +56,7 @@ class FusedEncoder(nn.Module):
         rows = ids[:, :, None]
         if self.bidirectional:  # the backward part reads each sequence reversed within its length
             reverse = torch.where(valid, lengths[:, None] - 1 - steps, steps)
-            rows = torch.stack([ids, ids.gather(1, reverse) + self.vocab], dim=-1)
+            rows = torch.stack([ids, ids.gather(1, reverse) + len(self.table)], dim=-1)
         x = F.embedding(rows, self.inputs).flatten(2).transpose(0, 1).contiguous()  # [T, B, width]
         outputs = _recurrence(x, self.recurrent).transpose(0, 1)  # [B, T, width]
         if self.pooling == "last":
