@@ -9,11 +9,16 @@ embedding (reading, tokenizing, the passage tower, writing parts), the faiss ind
     python benchmarks/index_collection.py                       # 1,000,000 passages, 1,000 topics, auto
     python benchmarks/index_collection.py --topics 0            # random words: no topic structure
     python benchmarks/index_collection.py --passages 100000 --kind hnsw
+    python benchmarks/index_collection.py --real data/raw/collection.parquet data/prepared/test/passages.parquet
+
+With `--real`, passages are remixed from the sentences of real ones instead of random words
+(`write_sentence_collection`): closer to what a dense index meets in a real collection.
 """
 
 import argparse
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -56,25 +61,80 @@ def write_collection(path: Path, passages: int, seed: int, topics: int = 0, chun
     os.replace(tmp, path)
 
 
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def real_sentences(paths: list[Path]) -> list[list[str]]:
+    """Each real passage of `paths` (parquet with a `text` or `passage_text` column) as its sentences."""
+    out = []
+    for path in paths:
+        columns = pq.read_schema(path).names
+        column = "text" if "text" in columns else "passage_text"
+        for text in pq.read_table(path, columns=[column]).column(0).to_pylist():
+            sentences = [s for s in SENTENCE_END.split(text.strip()) if s]
+            if sentences:
+                out.append(sentences)
+    return out
+
+
+def write_sentence_collection(path: Path, passages: int, seed: int, sources: list[Path],
+                              chunk: int = 50_000) -> None:
+    """Passages remixed from real ones: each keeps every sentence of one real passage with
+    probability 0.7 (at least one, in order), and a third of them end with 1-2 sentences of another
+    real passage; no text twice (a duplicate's tie with its twin would make recall against exact
+    search a coin toss). A million of them from 57k real passages is ~17 variants of each, like the
+    several passages one web page gives MS MARCO, each about what its source is about: the
+    vectors group the way real text does, which random words cannot give an ann index."""
+    rng = np.random.default_rng(seed)
+    sources_sentences = real_sentences(sources)
+    schema = pa.schema([("id", pa.string()), ("text", pa.string())])
+    tmp = path.with_suffix(".tmp")
+    seen = set()
+    with pq.ParquetWriter(tmp, schema) as writer:
+        for start in range(0, passages, chunk):
+            n = min(chunk, passages - start)
+            first = rng.integers(0, len(sources_sentences), n)
+            second = rng.integers(0, len(sources_sentences), n)
+            extra = rng.integers(0, 3, n) * (rng.random(n) < 0.5)
+            texts = []
+            while len(texts) < n:
+                for a, b, k in zip(first, second, extra):
+                    own = sources_sentences[a]
+                    kept = [s for s in own if rng.random() < 0.7] or [own[int(rng.integers(len(own)))]]
+                    text = " ".join(kept + (sources_sentences[b][: int(k)] if k else []))
+                    if text not in seen and len(texts) < n:
+                        seen.add(text)
+                        texts.append(text)
+            ids = pa.array([f"s{i}" for i in range(start, start + n)])
+            writer.write_table(pa.Table.from_arrays([ids, pa.array(texts)], schema=schema))
+    os.replace(tmp, path)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--passages", type=int, default=1_000_000)
     parser.add_argument("--collection", type=Path, default=None,
                         help="where the synthetic collection is (written if missing)")
     parser.add_argument("--out", type=Path, default=None, help="index folder (default: beside the collection)")
-    parser.add_argument("--kind", default="auto", choices=["auto", "exact", "hnsw", "ivf", "ivf_sq8"])
+    parser.add_argument("--kind", default="auto", choices=["auto", "exact", "hnsw", "ivf", "ivf_sq8", "ivf_pq"])
     parser.add_argument("--model", default="models/model.pt")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--topics", type=int, default=1000,
                         help="passages about this many topics (0: random words, no topic structure)")
+    parser.add_argument("--real", type=Path, nargs="+", default=None,
+                        help="remix the sentences of these real passages (parquet) instead of random words")
     args = parser.parse_args()
+    kind = "sentences" if args.real else (f"topics{args.topics}" if args.topics else "")
     collection = args.collection or Path(f"/tmp/twotower-bench/collection-{args.passages}"
-                                         f"{f'-topics{args.topics}' if args.topics else ''}.parquet")
+                                         f"{f'-{kind}' if kind else ''}.parquet")
     out = args.out or collection.with_name(f"index-{collection.stem.removeprefix('collection-')}-{args.kind}")
     collection.parent.mkdir(parents=True, exist_ok=True)
     if not collection.is_file():
         start = time.perf_counter()
-        write_collection(collection, args.passages, args.seed, args.topics)
+        if args.real:
+            write_sentence_collection(collection, args.passages, args.seed, args.real)
+        else:
+            write_collection(collection, args.passages, args.seed, args.topics)
         print(f"wrote {args.passages:,} passages to {collection} "
               f"({collection.stat().st_size / 2**20:.0f} MiB) in {time.perf_counter() - start:.0f} s")
 
