@@ -120,3 +120,8 @@ def test_fuse_query_gives_the_rows_fuse_gives(data, method, weight, depth):
                              np.array(scores_b), params)
     assert pids.tolist() == expected["pid"].tolist()
     np.testing.assert_allclose(fused, expected["score"].to_numpy(), rtol=1e-12)
+    rank = {pid: i for i, pid in enumerate(sorted(pool))}  # integers in pid order, as a server passes them
+    keys, fused_keys = fuse_query(np.array([rank[p] for p in pids_a], dtype=np.int64), np.array(scores_a),
+                                  np.array([rank[p] for p in pids_b], dtype=np.int64), np.array(scores_b), params)
+    assert [sorted(pool)[key] for key in keys] == pids.tolist()
+    np.testing.assert_array_equal(fused_keys, fused)

@@ -12,13 +12,14 @@ def unit(x):
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
-@pytest.mark.parametrize("n,kind,nlist", [
-    (1, "exact", 0), (20_000, "exact", 0),
-    (20_001, "ivf", 512), (57_000, "ivf", 955), (200_000, "ivf", 1789),
-    (200_001, "ivf_sq8", 1789), (1_000_000, "ivf_sq8", 4000), (8_000_000, "ivf_sq8", 11314),
+@pytest.mark.parametrize("n,dim,kind,nlist", [
+    (1, 384, "exact", 0), (20_000, 384, "exact", 0),
+    (20_001, 384, "ivf", 512), (57_000, 384, "ivf", 955), (200_000, 384, "ivf", 1789),
+    (200_001, 384, "ivf_pq", 894), (1_000_000, 384, "ivf_pq", 2000), (8_000_000, 384, "ivf_pq", 5657),
+    (1_000_000, 51, "ivf_sq8", 4000),
 ])
-def test_the_rule(n, kind, nlist):
-    plan = index_plan.plan_index(n)
+def test_the_rule(n, dim, kind, nlist):
+    plan = index_plan.plan_index(n, dim)
     assert (plan.kind, plan.nlist) == (kind, nlist)
 
 
@@ -62,3 +63,18 @@ def test_pseudo_queries_are_seeded_spans_of_each_text():
     first = spans[0].split()
     assert 3 <= len(first) <= 8 and " ".join(first) in " ".join(words)
     assert spans[1] == "a b" and spans[2] == "???"  # a short text whole; one without words as it is
+
+
+def test_calibrating_a_pq_index_measures_its_refined_searches():
+    vectors, queries = clustered(8000, 32, 0, 0.3), clustered(200, 32, 0, 0.6)
+    index = build_index(vectors, "ivf_pq", ivf_nlist=128, train_per_cell=64, kmeans_iterations=10)
+
+    class Rows:
+        def take(self, rows):
+            return vectors[rows]
+
+    refined = index_plan.calibrate_nprobe(index, vectors, queries, nprobe=128, refine=Rows())
+    rough = index_plan.calibrate_nprobe(index, vectors, queries, nprobe=128)
+    assert refined.recall >= 0.95 and rough.recall < refined.recall - 0.05  # the 4-bit scores alone miss
+    calibration = index_plan.calibrate_nprobe(index, vectors, queries, target=0.95, refine=Rows())
+    assert calibration.recall >= 0.95 and calibration.nprobe < 128

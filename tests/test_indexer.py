@@ -29,6 +29,12 @@ from tests.tiny_index import PASSAGES as TABLE
 from tests.tiny_index import make_model, write_collection
 
 
+# 36 passages: the 8, and each pair of them joined (an ivf_pq index trains on at least 16).
+LARGER_TABLE = pd.DataFrame({"id": [*TABLE["id"], *(f"{a}+{b}" for i, a in enumerate(TABLE["id"]) for b in TABLE["id"][i + 1:])],
+                             "text": [*TABLE["text"], *(f"{a} {b}" for i, a in enumerate(TABLE["text"])
+                                                        for b in TABLE["text"][i + 1:])]})
+
+
 @pytest.fixture
 def model(tmp_path):
     path = tmp_path / "model.pt"
@@ -254,10 +260,10 @@ def test_a_damaged_index_folder_is_one_line(tmp_path, model):
         Searcher.from_index(tmp_path / "index", device="cpu")
 
 
-@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+@pytest.mark.parametrize("kind", ["hnsw", "ivf", "ivf_pq"])
 def test_approximate_indexes_find_the_same_top_hit(tmp_path, model, kind):
     collection = tmp_path / "c.parquet"
-    write_collection(TABLE, collection, "parquet")
+    write_collection(LARGER_TABLE if kind == "ivf_pq" else TABLE, collection, "parquet")
     build([collection], tmp_path / "index", model, kind=kind)
     searcher = Searcher.from_index(tmp_path / "index", device="cpu")
     assert searcher.manifest["dense"]["kind"] == kind
@@ -283,7 +289,7 @@ def test_index_and_search_commands(tmp_path, model, capsys, monkeypatch):
     (["search", "--mode", "bm25", "coffee"], "--mode bm25 needs --index DIR"),
     (["search", "--index", "nowhere", "coffee"], "index folder not found: nowhere"),
     (["index", "c.parquet", "--out", "i", "--index", "flat"],
-     "--index 'flat' is not one of auto, exact, hnsw, ivf, ivf_sq8"),
+     "--index 'flat' is not one of auto, exact, hnsw, ivf, ivf_sq8, ivf_pq"),
     (["index", "c.parquet", "--out", "i", "--index", "exact", "--nprobe", "8"],
      "--nprobe must be a positive integer, for an ivf index (got 8 with --index exact)"),
     (["index", "c.parquet", "--out", "i", "--nprobe", "0"], "--nprobe must be a positive integer"),
@@ -308,6 +314,10 @@ def test_npy_rows_reads_what_np_load_does(tmp_path):
     assert (len(rows), rows.shape, rows.dtype) == (10, (10, 4), np.float32)
     for key in (slice(0, 3), slice(7, 20), slice(4, 4), np.array([9, 0, 3]), np.array([], dtype=int)):
         np.testing.assert_array_equal(rows[key], array[key])
+    np.testing.assert_array_equal(rows.take(np.array([9, 0, 3, 3])), array[[9, 0, 3, 3]])
+    assert rows.take(np.array([], dtype=int)).shape == (0, 4)
+    with pytest.raises(IndexError, match="row 10 out of range for v.npy"):
+        rows.take([10])
     np.save(tmp_path / "flat.npy", np.zeros(3))
     with pytest.raises(TwoTowerError, match="expected a C-ordered 2-D array"):
         NpyRows(tmp_path / "flat.npy")
@@ -370,6 +380,8 @@ def test_auto_above_the_thresholds_builds_a_calibrated_sq8_index(tmp_path, model
 
     monkeypatch.setattr(index_plan, "EXACT_MAX", 2)
     monkeypatch.setattr(index_plan, "FLOAT_MAX", 4)
+    plan_index = index_plan.plan_index
+    monkeypatch.setattr(index_plan, "plan_index", lambda n, dim: plan_index(n, dim + 1))  # an odd dimension
     write_collection(TABLE, tmp_path / "c.parquet", "parquet")
     manifest = build([tmp_path / "c.parquet"], tmp_path / "index", model, kind="auto")
     dense = manifest["dense"]
@@ -382,15 +394,34 @@ def test_auto_above_the_thresholds_builds_a_calibrated_sq8_index(tmp_path, model
     assert [h.score for h in hits] == pytest.approx([h.score for h in expected], abs=0.02)  # 8-bit vectors
 
 
+def test_a_pq_index_serves_exact_scores_and_needs_its_vectors(tmp_path, model, monkeypatch):
+    from twotower.serve import index_plan
+
+    monkeypatch.setattr(index_plan, "EXACT_MAX", 2)
+    monkeypatch.setattr(index_plan, "FLOAT_MAX", 4)
+    table = LARGER_TABLE
+    write_collection(table, tmp_path / "c.parquet", "parquet")
+    manifest = build([tmp_path / "c.parquet"], tmp_path / "index", model, kind="auto", part_rows=16)
+    assert manifest["dense"]["kind"] == "ivf_pq" and manifest["dense"]["recall_at_10"] >= 0.9  # ties: joined texts
+    searcher = Searcher.from_index(tmp_path / "index", device="cpu")
+    expected = Searcher.from_model(model, "cpu").search("coffee bean", 3, documents=table["text"].tolist())
+    hits = searcher.search("coffee bean", 3)
+    assert [h.pid for h in hits] == [table["id"][int(h.pid)] for h in expected]
+    assert [h.score for h in hits] == pytest.approx([h.score for h in expected], abs=1e-5)  # re-ranked exactly
+    (tmp_path / "index" / "vectors.npy").unlink()
+    with pytest.raises(TwoTowerError, match="vectors.npy not found \\(ivf_pq searches read it\\): rebuild the index"):
+        Searcher.from_index(tmp_path / "index", device="cpu")
+
+
 def test_texts_come_from_the_text_blob_as_the_parquet_has_them(tmp_path, model):
     table = pd.DataFrame({"id": ["a", "b", "c", "d"], "text": ["naïve café ☕ coffee", "bank loan", "x", "日本語 text"]})
     write_collection(table, tmp_path / "c.parquet", "parquet")
     # The second source repeats every id: its parts keep no row, and the blob must not care.
     build([tmp_path / "c.parquet", tmp_path / "c.parquet"], tmp_path / "index", model, part_rows=2)
     store = Searcher.from_index(tmp_path / "index", device="cpu").store
-    assert store._blob is not None
+    assert store._texts_fd is not None
     assert store.texts([3, 0, 2, 1]) == ["日本語 text", "naïve café ☕ coffee", "x", "bank loan"]
     for name in ("texts.bin", "text_offsets.npy"):  # a folder built before the blob existed
         (tmp_path / "index" / name).unlink()
     old = Searcher.from_index(tmp_path / "index", device="cpu").store
-    assert old._blob is None and old.texts([3, 0, 2, 1]) == store.texts([3, 0, 2, 1])
+    assert old._texts_fd is None and old.texts([3, 0, 2, 1]) == store.texts([3, 0, 2, 1])

@@ -4,7 +4,7 @@ index your own collection and search it from the shell, over HTTP or in a browse
     twotower validate [--params params.yaml] [--data data/raw]
     twotower search "what is a flea life cycle" -k 5
     twotower search --interactive
-    twotower index passages.parquet [more.jsonl ...] --out my-index [--index auto|exact|hnsw|ivf|ivf_sq8]
+    twotower index passages.parquet [more.jsonl ...] --out my-index [--index auto|exact|hnsw|ivf|ivf_sq8|ivf_pq]
     twotower search --index my-index --mode hybrid "what is a flea life cycle"
     twotower serve --index my-index [--host 127.0.0.1] [--port 8000]
 """
@@ -209,8 +209,8 @@ def main(argv=None):
     index.add_argument("--model", default="models/model.pt", help="trained model (models/model.pt)")
     index.add_argument("--index", default="auto",
                        help="faiss index: auto (sized to the collection: exact up to 20k passages, ivf up to "
-                            "200k, ivf_sq8 above, nprobe calibrated for recall@10 >= 0.95), exact, hnsw, ivf "
-                            "or ivf_sq8 (these take eval.* settings from --params)")
+                            "200k, ivf_pq above, nprobe calibrated for recall@10 >= 0.95), exact, hnsw, ivf, "
+                            "ivf_sq8 or ivf_pq (these take eval.* settings from --params)")
     index.add_argument("--nprobe", type=int, default=None,
                        help="cells an ivf index visits per query (default: calibrated with auto, else eval.ivf_nprobe)")
     index.add_argument("--format", default=None, choices=["parquet", "jsonl", "tsv"],

@@ -1,11 +1,12 @@
 """The folder `twotower index` writes, and what reading it back checks.
 
     manifest.json     written last: a folder without it is not an index
-    vectors.npy       float32 [n, dim] unit passage vectors, row i = passage i
+    vectors.npy       float32 [n, dim] unit passage vectors, row i = passage i (an ivf_pq
+                      index's searches re-rank their candidates with these rows)
     passages.parquet  id, text in row order, in row groups of TEXT_GROUP_ROWS
     texts.bin         the same texts, UTF-8, back to back; text_offsets.npy int64 [n + 1]
-                      says where each starts: a hit's text is one slice of a memory map
-    dense.faiss       the faiss index of vectors.npy (exact, hnsw or ivf)
+                      says where each starts: a hit's text is one read of a slice
+    dense.faiss       the faiss index of vectors.npy (exact, hnsw, ivf, ivf_sq8 or ivf_pq)
     bm25/             bm25s' saved index over the same rows
 
 The manifest names the model file and its sha256: vectors from one model are meaningless
@@ -13,6 +14,7 @@ to another, so opening an index with a different model is an error naming both.
 """
 
 import hashlib
+import os
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -103,31 +105,34 @@ class PassageStore:
     """Ids of every row in memory; texts read on demand.
 
     A million texts would be ~400 MB of Python strings; a search shows ten. A folder with
-    texts.bin (every folder built since) serves each text as one slice of a memory map
-    of it, ~1 us: decoding a 256-row parquet group cost ~1 ms a hit, most of a request's
-    time. The maps are opened once, here, so a folder replaced on disk while this store is
-    in use (`twotower index --force`) cannot mix its texts into this one's: the old files
-    live on until unmapped. Older folders are read from passages.parquet a row group at a
-    time, the last `cache_groups` groups kept, each thread through its own ParquetFile.
+    texts.bin (every folder built since) serves each text as one `os.pread` of it, ~2 us:
+    decoding a 256-row parquet group cost ~1 ms a hit, most of a request's time, and a memory
+    map of texts.bin grew the server's RSS by the whole file (the kernel reads ahead around
+    every page a hit touches). The files are opened once, here, so a folder replaced on disk
+    while this store is in use (`twotower index --force`) cannot mix its texts into this
+    one's: the old files live on until closed. Older folders are read from passages.parquet
+    a row group at a time, the last `cache_groups` groups kept, each thread through its own
+    ParquetFile over one memory map of it.
     """
 
     def __init__(self, path, cache_groups: int = 1024):
         self.path = Path(path)
+        blob, offsets = self.path.with_name(TEXTS), self.path.with_name(TEXT_OFFSETS)
+        self._texts_fd = self._bytes = None
         try:
-            # Mapped once, here: every thread reads this file's bytes, not whatever is at `path`
-            # later, so a searcher stays whole while `twotower index --force` replaces the folder.
-            self._bytes = pa.memory_map(str(self.path)).read_buffer()  # zero-copy, keeps the map
-            file = pq.ParquetFile(pa.BufferReader(self._bytes))
+            if blob.is_file() and offsets.is_file():
+                self._texts_fd = os.open(blob, os.O_RDONLY)  # before the ids: a rebuild may replace both
+                file = pq.ParquetFile(self.path, memory_map=False, pre_buffer=False)
+            else:  # texts come from this file's row groups: map it once, as every thread reads it
+                self._bytes = pa.memory_map(str(self.path)).read_buffer()  # zero-copy, keeps the map
+                file = pq.ParquetFile(pa.BufferReader(self._bytes))
             self.ids = file.read(columns=["id"]).column("id").to_numpy(zero_copy_only=False).astype(object)
         except Exception as exc:  # pyarrow raises several types for a missing or broken file
             raise TwoTowerError(f"cannot read {self.path} ({type(exc).__name__})") from None
-        self._blob = self._offsets = None
-        blob, offsets = self.path.with_name(TEXTS), self.path.with_name(TEXT_OFFSETS)
-        if blob.is_file() and offsets.is_file():
-            self._offsets = np.load(offsets, mmap_mode="r")
-            if len(self._offsets) != len(self.ids) + 1 or int(self._offsets[-1]) != blob.stat().st_size:
+        if self._texts_fd is not None:
+            self._offsets = np.load(offsets)
+            if len(self._offsets) != len(self.ids) + 1 or int(self._offsets[-1]) != os.fstat(self._texts_fd).st_size:
                 raise TwoTowerError(f"{blob} does not match {self.path}: rebuild the index")
-            self._blob = np.memmap(blob, dtype=np.uint8, mode="r") if blob.stat().st_size else np.empty(0, np.uint8)
         meta = file.metadata
         self._group_starts = np.cumsum([0] + [meta.row_group(g).num_rows for g in range(meta.num_row_groups)])
         self._cache: OrderedDict[int, list] = OrderedDict()
@@ -138,10 +143,15 @@ class PassageStore:
     def __len__(self):
         return len(self.ids)
 
+    def __del__(self):
+        if getattr(self, "_texts_fd", None) is not None:
+            os.close(self._texts_fd)
+
     def texts(self, rows) -> list[str]:
-        if self._blob is not None:
-            return [self._blob[self._offsets[row]: self._offsets[row + 1]].tobytes().decode("utf-8")
-                    for row in rows]
+        if self._texts_fd is not None:
+            starts, ends = self._offsets[rows], self._offsets[np.asarray(rows) + 1]
+            return [os.pread(self._texts_fd, int(end - start), int(start)).decode("utf-8")
+                    for start, end in zip(starts, ends)]
         groups = np.searchsorted(self._group_starts, rows, side="right") - 1
         return [self._group(int(g))[int(row - self._group_starts[g])] for row, g in zip(rows, groups)]
 
@@ -178,9 +188,30 @@ class NpyRows:
             raise TwoTowerError(f"{self.path}: expected a C-ordered 2-D array, found shape {shape}")
         self.shape = shape
         self._row_bytes = shape[1] * self.dtype.itemsize
+        self._fd = os.open(self.path, os.O_RDONLY)  # take's reads: this file even if a rebuild replaces it
 
     def __len__(self):
         return self.shape[0]
+
+    def take(self, rows) -> np.ndarray:
+        """Rows by index, each one `os.pread` on a descriptor kept open: a refined search's
+        candidates (`ann.search`), read without a memory map so they never count in RSS.
+        Safe from many threads at once (pread moves no shared file position)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if len(rows) and not (0 <= rows.min() and rows.max() < self.shape[0]):
+            bad = rows[(rows < 0) | (rows >= self.shape[0])][0]
+            raise IndexError(f"row {bad} out of range for {self.path.name} ({self.shape[0]} rows)")
+        out = np.empty((len(rows), self.shape[1]), dtype=self.dtype)
+        if not out.size:
+            return out
+        buffer, size = memoryview(out).cast("B"), self._row_bytes
+        for i, at in enumerate((self.offset + rows * size).tolist()):
+            os.preadv(self._fd, [buffer[i * size: (i + 1) * size]], at)  # straight into out's row
+        return out
+
+    def __del__(self):
+        if getattr(self, "_fd", None) is not None:
+            os.close(self._fd)
 
     def __getitem__(self, key) -> np.ndarray:
         """A contiguous slice, or rows by index (ivf's training sample), through one open file."""

@@ -73,7 +73,7 @@ def build_index_folder(sources: list[Source], out, model_path, *, kind: str, eva
         if counts.kept == 0:
             raise TwoTowerError(f"no passages to index: all {counts.read} rows were skipped "
                                 f"({describe_skipped(counts.skipped) or 'none'})")
-        kind, settings, nprobe = _dense_settings(kind, counts.kept, eval_params, nprobe)
+        kind, settings, nprobe = _dense_settings(kind, counts.kept, dim, eval_params, nprobe)
         probes = _calibration_queries(work / PARTS, searcher) if kind in IVF_KINDS else None
         del searcher
         embedded = time.perf_counter()
@@ -125,7 +125,8 @@ def _build_dense(work: Path, kind: str, settings: dict, probes, nprobe, part_row
         log(f"building the {kind} faiss index of {len(vectors)} vectors")
     dense = ann.build_index(vectors, kind, **settings, block_rows=part_rows)
     if kind in IVF_KINDS:
-        calibration = index_plan.calibrate_nprobe(dense, vectors, probes, nprobe=nprobe, block_rows=part_rows)
+        calibration = index_plan.calibrate_nprobe(dense, vectors, probes, nprobe=nprobe, block_rows=part_rows,
+                                                  refine=vectors if kind in ann.REFINED_KINDS else None)
         settings.update(ivf_nlist=int(dense.nlist), ivf_nprobe=calibration.nprobe,
                         recall_at_10=calibration.recall, recall_queries=calibration.queries)
         if show_progress:
@@ -149,14 +150,14 @@ def _calibration_queries(parts: Path, searcher, n: int = index_plan.CALIBRATION_
     return np.concatenate([searcher.embed_query(query) for query in index_plan.pseudo_queries(texts, seed)])
 
 
-def _dense_settings(kind: str, n: int, eval_params, nprobe: int | None) -> tuple[str, dict, int | None]:
+def _dense_settings(kind: str, n: int, dim: int, eval_params, nprobe: int | None) -> tuple[str, dict, int | None]:
     """(kind, `ann.build_index` settings, nprobe): `auto` follows `index_plan`'s rule for n
-    vectors and leaves nprobe (None: calibrate) to the user; a named kind takes eval params'
+    vectors of `dim` dimensions and leaves nprobe (None: calibrate) to the user; a named kind takes eval params'
     settings, nprobe included unless given, as the pipeline's evaluate stage does."""
     settings = ann.settings(eval_params)
     if kind != "auto":
         return kind, settings, (nprobe or settings["ivf_nprobe"]) if kind in IVF_KINDS else nprobe
-    plan = index_plan.plan_index(n)
+    plan = index_plan.plan_index(n, dim)
     settings.update(ivf_nlist=plan.nlist, train_per_cell=plan.train_per_cell,
                     kmeans_iterations=plan.kmeans_iterations)
     return plan.kind, settings, nprobe

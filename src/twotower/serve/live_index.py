@@ -45,9 +45,12 @@ def build_of(searcher) -> dict | None:
 
 
 def for_serving(searcher):
-    """`searcher` with its dense searches coalesced across a server's threads (`twotower.serve.batching`)."""
+    """`searcher` with its dense searches coalesced across a server's threads (`twotower.serve.batching`),
+    and the pid order hybrid requests fuse by computed before the first one waits for it."""
     if searcher.dense_search is not None and not isinstance(searcher.dense_search, MicroBatcher):
         searcher.dense_search = MicroBatcher(searcher.dense_search)
+    if searcher.bm25 is not None:
+        searcher.pid_rank  # a cached property: computed here, once
     return searcher
 
 

@@ -123,7 +123,13 @@ class Searcher:
             raise TwoTowerError(f"{folder}: vectors of {dense.d} dimensions, the model makes "
                                 f"{searcher.model.output_dim}: rebuild the index")
         searcher.faiss_index, searcher.store = dense, store
-        searcher.dense_search = functools.partial(ann.search, dense)
+        refine = None
+        if kind in ann.REFINED_KINDS:  # its searches re-rank candidates by their float vectors
+            if not (folder / index_folder.VECTORS).is_file():
+                raise TwoTowerError(f"{folder}: {index_folder.VECTORS} not found ({kind} searches read it): "
+                                    "rebuild the index")
+            refine = index_folder.NpyRows(folder / index_folder.VECTORS)
+        searcher.dense_search = functools.partial(ann.search, dense, refine=refine)
         searcher.pids = store.ids
         searcher.bm25_params, searcher.hybrid_params = bm25_params, hybrid_params
         searcher.bm25 = bm25_index.load(folder / index_folder.BM25, len(store))
@@ -262,13 +268,23 @@ class Searcher:
                 for rank, (score, row, text) in enumerate(zip(scores, rows, self.store.texts(rows)), start=1)]
 
     def _fuse(self, query: str, dense_scores, dense_rows, k: int):
-        """Dense and BM25 runs to hybrid_params.depth, fused as the hybrid stage fuses runs."""
+        """Dense and BM25 runs to hybrid_params.depth, fused as the hybrid stage fuses runs
+        (rows stand in for pids through `pid_rank`, which sorts as the pids do)."""
         bm25_scores, bm25_rows = bm25_index.top_rows(self.bm25, query, self.bm25_params, len(dense_rows))
-        pids, scores = fuse_query(self.pids[dense_rows], dense_scores, self.pids[bm25_rows], bm25_scores,
-                                  self.hybrid_params)
-        all_rows = np.concatenate([dense_rows, bm25_rows])
-        row_of = dict(zip(self.pids[all_rows], all_rows))
-        return scores[:k], np.array([row_of[pid] for pid in pids[:k]], dtype=np.int64)
+        rank_of, row_at = self.pid_rank
+        ranks, scores = fuse_query(rank_of[dense_rows], dense_scores, rank_of[bm25_rows], bm25_scores,
+                                   self.hybrid_params)
+        return scores[:k], row_at[ranks[:k]]
+
+    @functools.cached_property
+    def pid_rank(self) -> tuple[np.ndarray, np.ndarray]:
+        """(each row's place in pid order, the row at each place): fusion breaks ties by pid,
+        and comparing these integers costs a fraction of comparing 2,000 id strings a request.
+        Sorting a million ids takes ~1 s, once (`live_index.for_serving` does it up front)."""
+        row_at = np.argsort(self.pids.astype(str), kind="stable")
+        rank_of = np.empty(len(row_at), dtype=np.int64)
+        rank_of[row_at] = np.arange(len(row_at))
+        return rank_of, row_at
 
 
 class _QueryPath(torch.nn.Module):
