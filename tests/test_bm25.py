@@ -5,7 +5,11 @@ from math import log
 import pandas as pd
 import pytest
 
-from twotower.retrieval.bm25 import bm25_run
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from twotower.retrieval.bm25 import bm25_run, tokenize
+from twotower.retrieval.bm25_index import query_terms
 from twotower.errors import TwoTowerError
 from twotower.params import Bm25Params, section_from_dict
 
@@ -81,3 +85,16 @@ def test_bad_params_fail_naming_param_and_value(name, value):
 def test_unknown_bm25_param():
     with pytest.raises(TwoTowerError, match=r"^bm25\.k: unknown param"):
         section_from_dict("bm25", {"k": 1.2})
+
+
+WORDS = ["The", "running", "runs", "of", "flea", "fleas", "a", "I", "café", "naïve", "x2", "HTML5", "don't",
+         "is", "and", "e-mail", "日本語", "...", "???", "42", "it's"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(words=st.lists(st.sampled_from(WORDS), max_size=12), seps=st.sampled_from([" ", ", ", "-", "  "]),
+       stopwords=st.sampled_from(["english", "none"]), stemmer=st.sampled_from(["english", "none"]))
+def test_query_terms_are_what_tokenize_gives_one_text(words, seps, stopwords, stemmer):
+    text = seps.join(words)
+    params = Bm25Params(stopwords=stopwords, stemmer=stemmer)
+    assert query_terms(stopwords, stemmer)(text) == tokenize([text], params, return_ids=False)[0]

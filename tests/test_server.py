@@ -17,7 +17,7 @@ from twotower import Searcher
 from twotower.serve.batching import MicroBatcher
 from twotower.serve.server import create_app
 from tests.tiny_index import OTHER_PASSAGES as OTHER
-from tests.tiny_index import PASSAGES, build_index, make_model, served, write_collection
+from tests.tiny_index import PASSAGES, build_index, free_port, make_model, served, write_collection
 
 
 @pytest.fixture(scope="module")
@@ -252,3 +252,26 @@ def test_every_connection_gets_tcp_nodelay():
                 no_delay(Transport(accepted))
                 assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
     no_delay(Transport(None))  # a transport without a socket is left alone
+
+
+@pytest.mark.parametrize("options, logged", [((), False), (("--access-log",), True)])
+def test_a_line_per_request_is_logged_only_when_asked_for(index, options, logged):
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "twotower.cli", "serve", "--index", str(index), "--port",
+                               str(port), "--device", "cpu", "--log-level", "info", *options],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/search?q=coffee", timeout=2) as response:
+                    assert response.status == 200
+                    break
+            except OSError:
+                assert time.monotonic() < deadline and server.poll() is None
+                time.sleep(0.2)
+    finally:
+        server.terminate()
+        output = server.communicate(timeout=30)[0]
+    assert "Application startup complete" in output  # info lines are there either way
+    assert ('"GET /search?q=coffee HTTP/1.1" 200' in output) == logged

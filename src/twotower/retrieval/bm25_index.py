@@ -5,17 +5,22 @@ collection of millions of passages: tokens are packed into one int32 array as th
 read, the score matrix is built a chunk of passages at a time, and the index is saved
 with bm25s and loaded memory-mapped, so a server touches
 only the posting lists its queries need. Tokenization is `twotower.retrieval.bm25.tokenize`, the
-same the BM25 baseline uses, so a `params` (Bm25Params) gives the same terms everywhere.
+same the BM25 baseline uses, so a `params` (Bm25Params) gives the same terms everywhere; a
+search's one query goes through `QueryTerms`, the same terms without bm25s' corpus machinery.
 """
 
+import functools
+import re
+import threading
 from pathlib import Path
 
 import bm25s
 import numpy as np
 from bm25s import scoring
+from bm25s.tokenization import _infer_stopwords
 from tqdm import tqdm
 
-from twotower.retrieval.bm25 import tokenize
+from twotower.retrieval.bm25 import _stemmer, _stopwords, tokenize
 from twotower.errors import TwoTowerError
 from twotower.files import atomic_path
 
@@ -129,10 +134,40 @@ def load(folder, rows: int) -> bm25s.BM25:
     return index
 
 
+TOKEN_PATTERN = r"(?u)\b\w\w+\b"  # bm25s.tokenize's default, which `twotower.retrieval.bm25.tokenize` uses
+
+
+class QueryTerms:
+    """One text's terms exactly as `tokenize` gives them (lowercased words of 2+ characters,
+    stopwords out, stemmed, in order), without what bm25s.tokenize builds for a corpus (a
+    vocabulary, progress bars, a new stemmer a call): a search server tokenizes one query a
+    request. Each thread gets its own stemmer, as PyStemmer's are not safe to share."""
+
+    def __init__(self, stopwords: str, stemmer: str):
+        self._stopwords = frozenset(_infer_stopwords(_stopwords(stopwords)) or ())
+        self._stemmer_name = stemmer
+        self._split = re.compile(TOKEN_PATTERN).findall
+        self._local = threading.local()
+
+    def __call__(self, text: str) -> list[str]:
+        terms = [term for term in self._split(text.lower()) if term not in self._stopwords]
+        if self._stemmer_name == "none" or not terms:
+            return terms
+        if not hasattr(self._local, "stemmer"):
+            self._local.stemmer = _stemmer(self._stemmer_name)
+        return self._local.stemmer.stemWords(terms)
+
+
+@functools.lru_cache(maxsize=16)
+def query_terms(stopwords: str, stemmer: str) -> QueryTerms:
+    """The `QueryTerms` of these settings, made once."""
+    return QueryTerms(stopwords, stemmer)
+
+
 def top_rows(index: bm25s.BM25, query: str, params, k: int) -> tuple[np.ndarray, np.ndarray]:
     """(scores float32, rows int64) of the `k` best passages for `query`, best first, ties by
     lower row; only passages sharing a term with the query (score > 0) are returned."""
-    token_ids = index.get_tokens_ids(tokenize([query], params, return_ids=False)[0])
+    token_ids = index.get_tokens_ids(query_terms(params.stopwords, params.stemmer)(query))
     if not token_ids:
         return np.empty(0, dtype=np.float32), np.empty(0, dtype=np.int64)
     scores = index.get_scores(token_ids)
