@@ -1,5 +1,6 @@
 """Training loop: it learns, it is seeded, and a resumed run ends where an unbroken one does."""
 
+import re
 import subprocess
 import sys
 from dataclasses import replace
@@ -269,8 +270,14 @@ def test_torchrun_two_processes_train_like_one_process(loss, tmp_path):
     per-epoch loss of one process that saw whole batches (float rounding aside): the loss
     sees all processes' passages (in-batch negatives for infonce) and shares are weighted."""
     worker = Path(__file__).with_name("ddp_worker.py")
-    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                             str(worker), str(tmp_path), loss], capture_output=True, text=True, timeout=300)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               str(worker), str(tmp_path), loss]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    if result.returncode != 0 and re.search(r"failed \(exitcode: -\d+\)", result.stderr):
+        # A worker killed by a signal, not a failed check: once in a CI run on a 2-core machine a
+        # rank died of SIGSEGV inside gloo's all_reduce (8 reruns of that case passed). One more
+        # try; a second crash, or any ordinary failure, still fails the test.
+        result = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     first, second = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
     assert first["weights"].keys() == second["weights"].keys()
