@@ -134,7 +134,8 @@ def search(index: faiss.Index, queries: np.ndarray, k: int, *, ef_search: int | 
     leaves them out)."""
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     k = min(k, index.ntotal)
-    depth = max(k, min(refine_depth(k), index.ntotal)) if refine is not None else k
+    exact = refine_depth(k)
+    depth = max(k, min(exact, index.ntotal)) if refine is not None else k
     params = None
     if isinstance(index, faiss.IndexHNSW):
         params = faiss.SearchParametersHNSW(efSearch=max(depth, ef_search or index.hnsw.efSearch))
@@ -142,7 +143,7 @@ def search(index: faiss.Index, queries: np.ndarray, k: int, *, ef_search: int | 
         params = faiss.SearchParametersIVF(nprobe=nprobe)
     scores, rows = index.search(queries, depth, params=params)
     if refine is not None:
-        scores, rows = _refine(queries, scores, rows, refine, k, refine_depth(k))
+        scores, rows = _refine(queries, scores, rows, refine, k, exact)
     scores[rows < 0] = -np.inf
     return scores, rows
 

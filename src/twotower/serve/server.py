@@ -63,8 +63,7 @@ def create_app(index) -> "SearchFirst":
 
     @app.exception_handler(Exception)
     async def crashed(request: Request, exc: Exception):
-        log.exception("search failed")
-        return JSONResponse(status_code=500, content={"error": "internal error: the search failed"})
+        return _internal_error()
 
     @app.get("/health")
     def health():
@@ -103,10 +102,16 @@ class SearchFirst:
             return
         try:
             response = await _search(self.live, QueryParams(scope["query_string"]))
-        except Exception:  # as the app's own handler: a line in the log, nothing of it in the answer
-            log.exception("search failed")
-            response = JSONResponse(status_code=500, content={"error": "internal error: the search failed"})
+        except Exception:  # as the app's own handler does
+            response = _internal_error()
         await response(scope, receive, send)
+
+
+def _internal_error() -> JSONResponse:
+    """A failed search's 500: the exception goes to the log, nothing of it into the answer.
+    Called while the exception is being handled, so the log line carries its traceback."""
+    log.exception("search failed")
+    return JSONResponse(status_code=500, content={"error": "internal error: the search failed"})
 
 
 async def _search(live: LiveIndex, params) -> JSONResponse:
@@ -212,7 +217,7 @@ def serve_workers(folder, model, device: str, workers: int, host: str = "127.0.0
                 **_uvicorn_options(host, port, log_level, access_log))
 
 
-def app_from_environment() -> FastAPI:
+def app_from_environment() -> SearchFirst:
     """A worker's app (`serve_workers`): the index folder named in the environment."""
     settings = json.loads(os.environ[_ENV])
     return create_app(LiveIndex.open(settings["folder"], settings["model"], settings["device"]))
