@@ -64,11 +64,12 @@ def run_clients(url: str, queries: list[str], mode: str, k: int, clients: int):
 
 
 def server_memory_mib(url: str) -> dict | None:
-    """Memory of the serving processes (the one listening on the server's port and, with
-    --workers, its worker children), Linux /proc; None elsewhere. VmHWM is each one's peak
-    RSS, summed; RSS now splits into anonymous memory (each process's own, summed) and pages
-    of memory-mapped files (the index files, shared through the page cache: the largest
-    process's figure, as the workers map the same files)."""
+    """Memory of the serving processes (the one started on the server's port and, with
+    --workers, the workers it forked), Linux /proc; None elsewhere. VmHWM is each one's peak
+    RSS, summed: it counts every page the forked workers share with their parent once per
+    process. PSS (proportional set size, now) splits each shared page among the processes
+    that share it, so its sum is what the processes hold together. RSS now splits into
+    anonymous memory (summed) and pages of memory-mapped files (the largest process's)."""
     port = urllib.parse.urlsplit(url).port
     processes = {}
     for status in Path("/proc").glob("[0-9]*/status"):
@@ -82,12 +83,21 @@ def server_memory_mib(url: str) -> dict | None:
                if b"serve" in cmdline and str(port).encode() in cmdline]
     if not masters:
         return None
-    serving = [fields for pid, (_, fields) in processes.items()
-               if pid in masters or fields.get("PPid", "").strip() in masters]
+    serving = {pid: fields for pid, (_, fields) in processes.items()
+               if pid in masters or fields.get("PPid", "").strip() in masters}
     mib = [{name: int(fields[name].split()[0]) / 1024 for name in ("VmHWM", "RssAnon", "RssFile")}
-           for fields in serving]
+           for fields in serving.values()]
     return {"VmHWM": sum(m["VmHWM"] for m in mib), "RssAnon": sum(m["RssAnon"] for m in mib),
-            "RssFile": max(m["RssFile"] for m in mib), "processes": len(mib)}
+            "RssFile": max(m["RssFile"] for m in mib), "Pss": sum(_pss_mib(pid) for pid in serving),
+            "processes": len(mib)}
+
+
+def _pss_mib(pid: str) -> float:
+    try:
+        rollup = Path("/proc", pid, "smaps_rollup").read_text().splitlines()
+    except OSError:
+        return 0.0
+    return next((int(line.split()[1]) / 1024 for line in rollup if line.startswith("Pss:")), 0.0)
 
 
 def main():
@@ -120,7 +130,8 @@ def main():
         memory = server_memory_mib(url)
     if memory is not None:
         print(f"server peak RSS {memory['VmHWM']:,.0f} MiB over {memory['processes']} process(es); at the end "
-              f"{memory['RssAnon']:,.0f} MiB anonymous + {memory['RssFile']:,.0f} MiB of mapped files")
+              f"{memory['RssAnon']:,.0f} MiB anonymous + {memory['RssFile']:,.0f} MiB of mapped files; "
+              f"PSS summed {memory['Pss']:,.0f} MiB")
 
 
 if __name__ == "__main__":

@@ -11,13 +11,14 @@ import urllib.parse
 import urllib.request
 
 import pytest
+import torch
 from fastapi.testclient import TestClient
 
 from twotower import Searcher
 from twotower.serve.batching import MicroBatcher
 from twotower.serve.server import create_app
 from tests.tiny_index import OTHER_PASSAGES as OTHER
-from tests.tiny_index import PASSAGES, build_index, free_port, make_model, served, write_collection
+from tests.tiny_index import PASSAGES, build_index, free_port, make_model, served, worker_pids, write_collection
 
 
 @pytest.fixture(scope="module")
@@ -128,6 +129,48 @@ def test_worker_processes_serve_the_folder_on_one_port(index):
     assert result.returncode == 2 and result.stderr == "error: --workers must be at least 1, got 0\n"
 
 
+def test_forked_workers_are_replaced_on_sighup_and_when_one_dies(index):
+    """SIGHUP: the parent loads the folder again and forks new workers in place of the old; a
+    worker killed from outside is forked again. The port answers throughout."""
+    import os
+    import signal
+
+    def answers(url):
+        with urllib.request.urlopen(url + "/search?q=coffee+bean&k=2&mode=hybrid", timeout=60) as response:
+            return json.loads(response.read())["hits"][0]["id"]
+
+    def wait_for(condition, url):
+        deadline = time.monotonic() + 120
+        while not condition():
+            assert time.monotonic() < deadline
+            assert answers(url) == "d6"
+            time.sleep(0.2)
+
+    with served(index, options=["--workers", "2"]) as url:
+        first = worker_pids(url)
+        parent = {int(line.split()[1]) for pid in first for line in open(f"/proc/{pid}/status")
+                  if line.startswith("PPid:")}
+        assert len(first) == 2 and len(parent) == 1
+        os.kill(parent.pop(), signal.SIGHUP)
+        wait_for(lambda: len(worker_pids(url)) == 2 and not worker_pids(url) & first, url)
+        second = worker_pids(url)
+        victim = min(second)
+        os.kill(victim, signal.SIGKILL)
+        wait_for(lambda: len(worker_pids(url)) == 2 and victim not in worker_pids(url), url)
+        assert answers(url) == "d6"
+
+
+def test_forked_workers_need_a_cpu_model():
+    from types import SimpleNamespace
+
+    from twotower.errors import TwoTowerError
+    from twotower.serve.workers import check_forkable
+
+    with pytest.raises(TwoTowerError, match="--workers above 1 forks the loaded index, which mps does not survive"):
+        check_forkable(SimpleNamespace(searcher=SimpleNamespace(device=torch.device("mps"))))
+    check_forkable(SimpleNamespace(searcher=SimpleNamespace(device=torch.device("cpu"))))
+
+
 def test_a_failing_search_is_a_500_without_a_traceback(index, monkeypatch):
     searcher = Searcher.from_index(index, device="cpu")
     monkeypatch.setattr(searcher, "search", lambda *a, **k: 1 / 0)
@@ -174,9 +217,11 @@ def test_a_search_stuck_behind_a_hung_one_is_a_503_and_the_server_recovers(index
     assert client.get("/search", params={"q": "flea life cycle"}).json()["hits"][0]["id"] == "d1"
 
 
-def test_a_rebuild_while_serving_is_swapped_in_whole(tmp_path):
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_rebuild_while_serving_is_swapped_in_whole(tmp_path, workers):
     """`twotower index --force` onto the folder a server is answering from, with clients asking
-    all along: every answer is a 200 from one whole build, first A and then B."""
+    all along: every answer is a 200 from one whole build, first A and then B. With forked
+    workers, the parent loads B and replaces them one by one."""
     index = build_index(tmp_path)  # A
     write_collection(OTHER, tmp_path / "b.parquet", "parquet")
     builds = {"A": set(zip(PASSAGES["id"], PASSAGES["text"])), "B": set(zip(OTHER["id"], OTHER["text"]))}
@@ -196,8 +241,9 @@ def test_a_rebuild_while_serving_is_swapped_in_whole(tmp_path):
         with urllib.request.urlopen(url + "/health", timeout=60) as response:
             return json.loads(response.read())["build"]
 
-    with served(index) as url:
-        first = build_served(url)
+    with served(index, options=["--workers", workers]) as url:
+        first, forked = build_served(url), worker_pids(url)
+        assert len(forked) == (0 if workers == "1" else 2)
         clients = [threading.Thread(target=ask, args=(url,)) for _ in range(2)]
         for client in clients:
             client.start()
@@ -209,9 +255,10 @@ def test_a_rebuild_while_serving_is_swapped_in_whole(tmp_path):
             during = len(answers) - before
             rebuilt = json.loads((index / "manifest.json").read_text())["build"]
             deadline = time.monotonic() + 120
-            while build_served(url) != rebuilt:  # noticed within a second of a request, then loaded
+            while build_served(url) != rebuilt or worker_pids(url) & forked:  # noticed within a second, loaded
                 assert time.monotonic() < deadline, "the server never swapped to the new build"
                 time.sleep(0.2)
+            assert len(worker_pids(url)) == len(forked)
             swapped = len(answers)
             while len(answers) < swapped + 6:
                 time.sleep(0.05)

@@ -87,6 +87,24 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def worker_pids(url: str) -> set[int]:
+    """The pids of the processes a `served(..., options=["--workers", N])` server forked (Linux
+    /proc): the children of the process whose command line names the url's port."""
+    port = url.rsplit(":", 1)[1]
+    parents, children = set(), {}
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+            ppid = int(next(line for line in (proc / "status").read_text().splitlines()
+                            if line.startswith("PPid:")).split()[1])
+        except (OSError, StopIteration, ValueError):
+            continue
+        if b"serve" in cmdline and port.encode() in cmdline:
+            parents.add(int(proc.name))
+        children[int(proc.name)] = ppid
+    return {pid for pid, ppid in children.items() if ppid in parents}
+
+
 @contextlib.contextmanager
 def served(index, timeout: float = 120, options=()):
     """`twotower serve` over `index` on a free port, as a user starts it (plus `options`);

@@ -114,25 +114,22 @@ def _describe_dense(dense: dict) -> str:
 
 def run_serve(args) -> None:
     from twotower.serve.live_index import LiveIndex
-    from twotower.serve.server import serve
+    from twotower.serve.server import limit_malloc_arenas, serve
 
     if not 0 <= args.port <= 65535:
         raise TwoTowerError(f"--port must be between 0 and 65535, got {args.port}")
     if args.workers < 1:
         raise TwoTowerError(f"--workers must be at least 1, got {args.workers}")
-    if args.workers > 1:  # check the folder here, so a bad one is one line, not one per worker
-        from twotower.serve import index_folder
+    limit_malloc_arenas()
+    live = LiveIndex.open(args.index, args.model, args.device)
+    if args.workers > 1:
         from twotower.serve.server import serve_workers
 
-        manifest = index_folder.read_manifest(args.index)
-        index_folder.resolve_model(args.index, manifest, args.model)
-        print(f"serving {manifest['passages']} passages from {args.index} at http://{args.host}:{args.port}/ "
-              f"with {args.workers} worker processes (`kill -HUP` restarts them on the folder's "
-              "current build)", flush=True)
-        serve_workers(args.index, args.model, args.device, args.workers, args.host, args.port, args.log_level,
-                      args.access_log)
+        print(f"serving {live.searcher.size} passages from {args.index} at http://{args.host}:{args.port}/ "
+              f"with {args.workers} worker processes forked from this one (a new build of the folder is "
+              "swapped in as it lands; `kill -HUP` reloads it)", flush=True)
+        serve_workers(live, args.workers, args.host, args.port, args.log_level, args.access_log)
         return
-    live = LiveIndex.open(args.index, args.model, args.device)
     print(f"serving {live.searcher.size} passages from {args.index} at http://{args.host}:{args.port}/ "
           "(a new build of the folder is swapped in as it lands; `kill -HUP` reloads it)", flush=True)
     serve(live, args.host, args.port, args.log_level, args.access_log)
@@ -244,8 +241,8 @@ def main(argv=None):
     serve.add_argument("--model", default=None, help="the model file, if it moved since the index was built")
     serve.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     serve.add_argument("--workers", type=int, default=1,
-                       help="server processes (1); more answer more requests/s on more cores, sharing the "
-                            "memory-mapped index files")
+                       help="server processes (1); more answer more requests/s on more cores. They are "
+                            "forked after the index is loaded, so they share one copy of it (CPU only)")
     serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     serve.add_argument("--access-log", action="store_true",
                        help="log a line per request (off: formatting it cost ~8%% of a busy server's time)")
