@@ -425,3 +425,18 @@ def test_texts_come_from_the_text_blob_as_the_parquet_has_them(tmp_path, model):
         (tmp_path / "index" / name).unlink()
     old = Searcher.from_index(tmp_path / "index", device="cpu").store
     assert old._texts_fd is None and old.texts([3, 0, 2, 1]) == store.texts([3, 0, 2, 1])
+
+
+def test_short_ids_are_stored_fixed_width_and_long_ones_as_objects():
+    """Fixed-width ids hold no Python objects, so forked server workers never copy their pages;
+    ids too long for that stay objects rather than padding every row to the longest."""
+    import pyarrow as pa
+
+    from twotower.serve.index_folder import MAX_FIXED_ID, compact_ids
+
+    short = compact_ids(pa.chunked_array([["7", "8841823"], ["d12"]]))
+    assert short.dtype == np.dtype("<U7") and short.tolist() == ["7", "8841823", "d12"]
+    long_id = "x" * (MAX_FIXED_ID + 1)
+    assert compact_ids(pa.chunked_array([["a", long_id]])).tolist() == ["a", long_id]
+    assert compact_ids(pa.chunked_array([["a", long_id]])).dtype == object
+    assert len(compact_ids(pa.chunked_array([], type=pa.string()))) == 0

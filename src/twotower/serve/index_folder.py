@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from twotower.errors import TwoTowerError
@@ -101,6 +102,19 @@ def _check_teacher_space(folder, built_with: dict, path) -> None:
                             f"but {path} is {made}: use a model trained for that space or rebuild the index")
 
 
+MAX_FIXED_ID = 64  # ids up to this many characters are stored fixed-width (4 bytes a character)
+
+
+def compact_ids(column) -> np.ndarray:
+    """A string column as a fixed-width numpy array when its ids are short (MS MARCO's are 1-7
+    digits: 28 bytes each against ~57 for a Python string and 8 for its pointer). Besides the
+    memory, it holds no objects to reference-count: forked server workers share its pages,
+    where an object array's pages are copied into each worker as hits touch their strings."""
+    width = pc.max(pc.utf8_length(column)).as_py() or 1  # None for an empty column
+    ids = column.to_numpy(zero_copy_only=False)
+    return ids.astype(f"<U{width}") if width <= MAX_FIXED_ID else ids.astype(object)
+
+
 class PassageStore:
     """Ids of every row in memory; texts read on demand.
 
@@ -126,7 +140,7 @@ class PassageStore:
             else:  # texts come from this file's row groups: map it once, as every thread reads it
                 self._bytes = pa.memory_map(str(self.path)).read_buffer()  # zero-copy, keeps the map
                 file = pq.ParquetFile(pa.BufferReader(self._bytes))
-            self.ids = file.read(columns=["id"]).column("id").to_numpy(zero_copy_only=False).astype(object)
+            self.ids = compact_ids(file.read(columns=["id"]).column("id"))
         except Exception as exc:  # pyarrow raises several types for a missing or broken file
             raise TwoTowerError(f"cannot read {self.path} ({type(exc).__name__})") from None
         if self._texts_fd is not None:
