@@ -127,6 +127,11 @@ def test_worker_processes_serve_the_folder_on_one_port(index):
     result = subprocess.run([sys.executable, "-m", "twotower.cli", "serve", "--index", str(index), "--workers", "0"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and result.stderr == "error: --workers must be at least 1, got 0\n"
+    result = subprocess.run([sys.executable, "-m", "twotower.cli", "serve", "--index", str(index), "--workers", "2",
+                             "--device", "cuda"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and result.stderr == (
+        "error: --workers above 1 forks the loaded index, which cuda does not survive: use --device cpu, "
+        "or --workers 1 on the accelerator\n")
 
 
 def test_forked_workers_are_replaced_on_sighup_and_when_one_dies(index):

@@ -120,8 +120,14 @@ def run_serve(args) -> None:
         raise TwoTowerError(f"--port must be between 0 and 65535, got {args.port}")
     if args.workers < 1:
         raise TwoTowerError(f"--workers must be at least 1, got {args.workers}")
+    device = args.device
+    if args.workers > 1:  # forked workers: CUDA and MPS do not survive a fork, so auto means the CPU
+        if device in ("cuda", "mps"):
+            raise TwoTowerError(f"--workers above 1 forks the loaded index, which {device} does not survive: "
+                                "use --device cpu, or --workers 1 on the accelerator")
+        device = "cpu"
     limit_malloc_arenas()
-    live = LiveIndex.open(args.index, args.model, args.device)
+    live = LiveIndex.open(args.index, args.model, device)
     if args.workers > 1:
         from twotower.serve.server import serve_workers
 
