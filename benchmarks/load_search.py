@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.tiny_index import served  # noqa: E402  (the tests' way to start and stop the server)
+from tests.tiny_index import served, server_pids  # noqa: E402  (the tests' way to start and stop the server)
 
 
 def run_clients(url: str, queries: list[str], mode: str, k: int, clients: int):
@@ -70,21 +70,16 @@ def server_memory_mib(url: str) -> dict | None:
     process. PSS (proportional set size, now) splits each shared page among the processes
     that share it, so its sum is what the processes hold together. RSS now splits into
     anonymous memory (summed) and pages of memory-mapped files (the largest process's)."""
-    port = urllib.parse.urlsplit(url).port
-    processes = {}
-    for status in Path("/proc").glob("[0-9]*/status"):
+    parents, workers = server_pids(url)
+    serving = {}
+    for pid in parents | workers:
         try:
-            cmdline = (status.parent / "cmdline").read_bytes().split(b"\0")
-            fields = dict(line.split(":", 1) for line in status.read_text().splitlines() if ":" in line)
+            status = Path("/proc", str(pid), "status").read_text().splitlines()
         except OSError:
             continue
-        processes[status.parent.name] = (cmdline, fields)
-    masters = [pid for pid, (cmdline, _) in processes.items()
-               if b"serve" in cmdline and str(port).encode() in cmdline]
-    if not masters:
+        serving[str(pid)] = dict(line.split(":", 1) for line in status if ":" in line)
+    if not serving:
         return None
-    serving = {pid: fields for pid, (_, fields) in processes.items()
-               if pid in masters or fields.get("PPid", "").strip() in masters}
     mib = [{name: int(fields[name].split()[0]) / 1024 for name in ("VmHWM", "RssAnon", "RssFile")}
            for fields in serving.values()]
     return {"VmHWM": sum(m["VmHWM"] for m in mib), "RssAnon": sum(m["RssAnon"] for m in mib),

@@ -11,14 +11,14 @@ import urllib.parse
 import urllib.request
 
 import pytest
-import torch
 from fastapi.testclient import TestClient
 
 from twotower import Searcher
 from twotower.serve.batching import MicroBatcher
 from twotower.serve.server import create_app
 from tests.tiny_index import OTHER_PASSAGES as OTHER
-from tests.tiny_index import PASSAGES, build_index, free_port, make_model, served, worker_pids, write_collection
+from tests.tiny_index import (PASSAGES, build_index, free_port, make_model, served, server_pids, worker_pids,
+                              write_collection)
 
 
 @pytest.fixture(scope="module")
@@ -152,9 +152,7 @@ def test_forked_workers_are_replaced_on_sighup_and_when_one_dies(index):
             time.sleep(0.2)
 
     with served(index, options=["--workers", "2"]) as url:
-        first = worker_pids(url)
-        parent = {int(line.split()[1]) for pid in first for line in open(f"/proc/{pid}/status")
-                  if line.startswith("PPid:")}
+        parent, first = server_pids(url)
         assert len(first) == 2 and len(parent) == 1
         os.kill(parent.pop(), signal.SIGHUP)
         wait_for(lambda: len(worker_pids(url)) == 2 and not worker_pids(url) & first, url)
@@ -166,14 +164,12 @@ def test_forked_workers_are_replaced_on_sighup_and_when_one_dies(index):
 
 
 def test_forked_workers_need_a_cpu_model():
-    from types import SimpleNamespace
-
     from twotower.errors import TwoTowerError
-    from twotower.serve.workers import check_forkable
+    from twotower.serve.workers import forked_device
 
     with pytest.raises(TwoTowerError, match="--workers above 1 forks the loaded index, which mps does not survive"):
-        check_forkable(SimpleNamespace(searcher=SimpleNamespace(device=torch.device("mps"))))
-    check_forkable(SimpleNamespace(searcher=SimpleNamespace(device=torch.device("cpu"))))
+        forked_device("mps")
+    assert forked_device("cpu") == forked_device("auto") == "cpu"
 
 
 def test_a_failing_search_is_a_500_without_a_traceback(index, monkeypatch):

@@ -87,11 +87,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def worker_pids(url: str) -> set[int]:
-    """The pids of the processes a `served(..., options=["--workers", N])` server forked (Linux
-    /proc): the children of the process whose command line names the url's port."""
-    port = url.rsplit(":", 1)[1]
-    parents, children = set(), {}
+def server_pids(url: str) -> tuple[set[int], set[int]]:
+    """(the `twotower serve` process of `url`'s port, the workers it forked), from Linux /proc:
+    the processes whose command line names `serve` and the port (forked workers share their
+    parent's), split into the one started and its children."""
+    port = url.rsplit(":", 1)[1].encode()
+    serving = {}  # pid -> parent pid
     for proc in Path("/proc").glob("[0-9]*"):
         try:
             cmdline = (proc / "cmdline").read_bytes().split(b"\0")
@@ -99,10 +100,15 @@ def worker_pids(url: str) -> set[int]:
                             if line.startswith("PPid:")).split()[1])
         except (OSError, StopIteration, ValueError):
             continue
-        if b"serve" in cmdline and port.encode() in cmdline:
-            parents.add(int(proc.name))
-        children[int(proc.name)] = ppid
-    return {pid for pid, ppid in children.items() if ppid in parents}
+        if b"serve" in cmdline and port in cmdline:
+            serving[int(proc.name)] = ppid
+    parents = {pid for pid, ppid in serving.items() if ppid not in serving}
+    return parents, set(serving) - parents
+
+
+def worker_pids(url: str) -> set[int]:
+    """The pids of the workers a `served(..., options=["--workers", N])` server forked."""
+    return server_pids(url)[1]
 
 
 @contextlib.contextmanager

@@ -121,11 +121,10 @@ def run_serve(args) -> None:
     if args.workers < 1:
         raise TwoTowerError(f"--workers must be at least 1, got {args.workers}")
     device = args.device
-    if args.workers > 1:  # forked workers: CUDA and MPS do not survive a fork, so auto means the CPU
-        if device in ("cuda", "mps"):
-            raise TwoTowerError(f"--workers above 1 forks the loaded index, which {device} does not survive: "
-                                "use --device cpu, or --workers 1 on the accelerator")
-        device = "cpu"
+    if args.workers > 1:  # checked before the load, which may take minutes
+        from twotower.serve.workers import forked_device
+
+        device = forked_device(device)
     limit_malloc_arenas()
     live = LiveIndex.open(args.index, args.model, device)
     if args.workers > 1:

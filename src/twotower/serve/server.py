@@ -217,7 +217,7 @@ def serve_workers(live: LiveIndex, workers: int, host: str = "127.0.0.1", port: 
 
     from twotower.serve import workers as forked
 
-    forked.check_forkable(live)
+    forked.forked_device(live.searcher.device.type)
     live.searcher.embed_query("warm up")  # traced once here, and shared by every worker
     options = _uvicorn_options(host, port, log_level, access_log)
     uvicorn.Config(None, **options)  # sets up logging, in the parent too

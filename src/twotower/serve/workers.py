@@ -25,7 +25,6 @@ import socket
 import time
 
 from twotower.errors import TwoTowerError
-from twotower.serve.live_index import LiveIndex
 
 WATCH_EVERY = 1.0  # seconds between two looks at the folder and the workers
 START_GRACE = 5.0  # a worker that exits this soon after its fork failed to start: give up, do not loop
@@ -46,14 +45,15 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def check_forkable(live: LiveIndex) -> None:
-    """Forked workers need os.fork and a CPU model: CUDA and MPS do not survive a fork."""
+def forked_device(device: str) -> str:
+    """The device forked workers compute on: the CPU (`auto` means it), as CUDA and MPS do not
+    survive a fork; an accelerator named outright, or a system without fork, is one line."""
     if not hasattr(os, "fork"):
         raise TwoTowerError("--workers above 1 forks the loaded index, and this system has no fork: use --workers 1")
-    device = live.searcher.device.type
-    if device != "cpu":
+    if device not in ("auto", "cpu"):
         raise TwoTowerError(f"--workers above 1 forks the loaded index, which {device} does not survive: "
                             "use --device cpu, or --workers 1 on the accelerator")
+    return "cpu"
 
 
 class Supervisor:
@@ -61,10 +61,9 @@ class Supervisor:
     child runs: it serves `searcher` on `sock` until SIGTERM (the HTTP server, from
     `twotower.serve.server.serve_workers`, which this module need not import)."""
 
-    def __init__(self, live: LiveIndex, sock: socket.socket, workers: int, run_worker):
+    def __init__(self, live, sock: socket.socket, workers: int, run_worker):
         self.live, self.sock, self.count, self.run_worker = live, sock, workers, run_worker
-        self.pids: dict[int, object] = {}  # worker pid -> the searcher it was forked with
-        self.started: dict[int, float] = {}
+        self.pids: dict[int, tuple[object, float]] = {}  # worker pid -> (the searcher it was forked with, when)
         self._hup = self._stop = False
 
     def fork(self) -> int:
@@ -84,7 +83,7 @@ class Supervisor:
                 log.exception("a worker failed")
             finally:
                 os._exit(code)
-        self.pids[pid], self.started[pid] = searcher, time.monotonic()
+        self.pids[pid] = searcher, time.monotonic()
         return pid
 
     def run(self) -> None:
@@ -110,20 +109,18 @@ class Supervisor:
         for pid, status in [(pid, _exit_status(pid)) for pid in list(self.pids)]:
             if status is None:
                 continue
-            del self.pids[pid]
-            lived = time.monotonic() - self.started.pop(pid)
+            lived = time.monotonic() - self.pids.pop(pid)[1]
             if os.WIFEXITED(status) and os.WEXITSTATUS(status) and lived < START_GRACE:
                 raise TwoTowerError(f"a server worker failed as it started (exit code {os.WEXITSTATUS(status)}): "
                                     "see the log above")
             log.warning("worker %d %s; starting another", pid, _how(status))
             self.fork()
-        for pid in [pid for pid, searcher in self.pids.items() if searcher is not self.live.searcher]:
+        for pid in [pid for pid, (searcher, _) in self.pids.items() if searcher is not self.live.searcher]:
             self.fork()  # the new one accepts before the old one stops: the port never goes unanswered
             self.stop(pid)
 
     def stop(self, pid: int) -> None:
         self.pids.pop(pid, None)
-        self.started.pop(pid, None)
         _stop_and_reap(pid)
 
     def stop_all(self) -> None:
