@@ -1,7 +1,7 @@
 """Choose the hybrid fusion on the validation queries, never on test.
 
-Ranks the validation split with the trained model (models/model.pt) and with BM25 (the
-`bm25` params), fuses the two runs with every `hybrid.weight` in 0, 0.1, ..., 1 and with RRF,
+Ranks the validation split with the trained model (models/model.pt, with the `feedback`
+params, as the evaluate stage ranks test) and with BM25 (the `bm25` params), fuses the two runs with every `hybrid.weight` in 0, 0.1, ..., 1 and with RRF,
 and prints validation nDCG@10 and MRR@10 for each, best nDCG@10 first (the figure that
 picks epochs too). Put the winner in params.yaml's `hybrid` section; the hybrid stage then
 applies it to the test queries. A model without a passage tower ranks the teacher's
@@ -35,12 +35,14 @@ def main(argv=None):
     parser.add_argument("--split", default="validation")
     args = parser.parse_args(argv)
     hybrid, bm25 = load_section("hybrid", args.params), load_section("bm25", args.params)
+    feedback = load_section("feedback", args.params)
 
     tables = load_split(args.prepared, args.split)
     model, _ = load_model(args.model)
     split = load_tokenized(args.prepared, args.tokens, args.split, args.teacher if model.teacher_passages else None)
     vectors = split.teacher_passages.astype(np.float32) if model.teacher_passages else None
-    dense = rank(model, split, depth=hybrid.depth, batch_size=512, device="cpu", passage_vectors=vectors)
+    dense = rank(model, split, depth=hybrid.depth, batch_size=512, device="cpu", passage_vectors=vectors,
+                 feedback=feedback)
     sparse = bm25_run(tables.queries, tables.passages, bm25)
     names = ["MRR@10", "nDCG@10"]
     rows = [("dense alone", evaluate_run(dense, tables.qrels, names)),

@@ -28,7 +28,7 @@ from twotower.params import load_section
 from twotower.distill.static_vectors import (load_teacher_pieces, load_teacher_words, sif_weights_from_counts,
                                      teacher_piece_vectors, teacher_word_vectors)
 from twotower.data.prepared import SPLITS, prepared_file, table_rows, text_batches
-from twotower.text.tokenizers import PAD, UNK, Tokenizer, build_vocab, embedding_matrix, encode_to_files, idf_weights, \
+from twotower.text.tokenizers import PAD, UNK, build_vocab, embedding_matrix, encode_to_files, idf_weights, \
     make_tokenizer
 from twotower.text.glove import load_glove
 

@@ -409,7 +409,7 @@ def test_a_pq_index_serves_exact_scores_and_needs_its_vectors(tmp_path, model, m
     assert [h.pid for h in hits] == [table["id"][int(h.pid)] for h in expected]
     assert [h.score for h in hits] == pytest.approx([h.score for h in expected], abs=1e-5)  # re-ranked exactly
     (tmp_path / "index" / "vectors.npy").unlink()
-    with pytest.raises(TwoTowerError, match="vectors.npy not found \\(ivf_pq searches read it\\): rebuild the index"):
+    with pytest.raises(TwoTowerError, match="vectors.npy not found \\(feedback and ivf_pq searches read it\\): rebuild the index"):
         Searcher.from_index(tmp_path / "index", device="cpu")
 
 

@@ -16,6 +16,7 @@ from twotower import Searcher, TwoTowerError
 from twotower.cli import main
 from twotower.retrieval.dense import embed
 from twotower.model.towers import ModelConfig, TwoTower, save_model
+from twotower.params import FeedbackParams
 from twotower.serve.search import EMBEDDINGS, MODEL, PASSAGES, PIDS
 from twotower.text.tokenizers import PAD, UNK, Tokenizer
 
@@ -44,13 +45,40 @@ def root(tmp_path):
     return tmp_path
 
 
+NO_FEEDBACK = FeedbackParams(depth=0)
+
+
 def test_pipeline_index_ranks_the_passage_with_the_query_words_first(root):
-    hits = Searcher.from_pipeline(root, device="cpu").search("flea life cycle", top_k=2)
+    hits = Searcher.from_pipeline(root, device="cpu", feedback=NO_FEEDBACK).search("flea life cycle", top_k=2)
     assert [(h.rank, h.pid, h.text) for h in hits] == [(1, "p1", "the flea life cycle"),
                                                        (2, "p0", "bread recipe for the oven")]
     # p1 = mean(flea, life, cycle, unk) -> cosine 3 / (sqrt(3) * sqrt(3)) = 1; p0 shares nothing.
     assert hits[0].score == pytest.approx(1.0, abs=1e-6)
     assert hits[1].score == pytest.approx(0.0, abs=1e-6)
+
+
+def test_feedback_adds_the_first_passages_vectors_to_the_query(root):
+    """q = p1's direction; its first two passages are p1 (cosine 1) and p0 (0, before p2 by
+    row): q + 2 * mean(p1, p0) = 2 p1 + p0, of norm sqrt(5), so p1 scores 2/sqrt(5), p0 1/sqrt(5)."""
+    searcher = Searcher.from_pipeline(root, device="cpu", feedback=FeedbackParams(depth=2, weight=2.0))
+    hits = searcher.search("flea life cycle", top_k=3)
+    assert [h.pid for h in hits] == ["p1", "p0", "p2"]
+    assert [h.score for h in hits] == pytest.approx([2 / 5 ** 0.5, 1 / 5 ** 0.5, 0.0], abs=1e-6)
+    one = Searcher.from_pipeline(root, device="cpu", feedback=FeedbackParams(depth=1, weight=1.0))
+    assert [h.score for h in one.search("flea life cycle", top_k=2)] == pytest.approx([1.0, 0.0], abs=1e-6)
+
+
+def test_cli_search_takes_feedback_from_the_roots_params(root, capsys):
+    main(["search", "flea life cycle", "-k", "2", "--root", str(root), "--device", "cpu"])
+    assert capsys.readouterr().out.splitlines()[0] == "1. [p1] 0.8944  the flea life cycle"  # defaults: 2/sqrt(5)
+    (root / "params.yaml").write_text("feedback:\n  depth: 0\n")
+    main(["search", "flea life cycle", "-k", "2", "--root", str(root), "--device", "cpu"])
+    assert capsys.readouterr().out.splitlines()[0] == "1. [p1] 1.0000  the flea life cycle"
+    (root / "params.yaml").write_text("feedback:\n  depth: -1\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["search", "flea life cycle", "--root", str(root), "--device", "cpu"])
+    assert exit_info.value.code == 2
+    assert "feedback.depth" in capsys.readouterr().err
 
 
 def test_top_k_beyond_the_corpus_returns_every_passage(root):
@@ -121,12 +149,14 @@ def test_cli_interactive_answers_a_query_without_a_word_with_an_error_and_goes_o
 
 
 def test_cli_prints_ranked_passages(root, capsys):
+    (root / "params.yaml").write_text("feedback:\n  depth: 0\n")  # scores by hand: the query's own
     main(["search", "flea life cycle", "-k", "2", "--root", str(root), "--device", "cpu"])
     lines = capsys.readouterr().out.splitlines()
     assert lines == ["1. [p1] 1.0000  the flea life cycle", "2. [p0] 0.0000  bread recipe for the oven"]
 
 
 def test_cli_interactive_answers_until_eof(root, capsys, monkeypatch):
+    (root / "params.yaml").write_text("feedback:\n  depth: 0\n")
     monkeypatch.setattr("sys.stdin", io.StringIO("flea\nbread oven\n"))
     main(["search", "--interactive", "-k", "1", "--root", str(root), "--device", "cpu"])
     out = capsys.readouterr().out

@@ -12,7 +12,7 @@ from twotower.serve.collection import open_source
 from twotower.errors import TwoTowerError
 from twotower.serve.indexer import build_index_folder
 from twotower.model.towers import ModelConfig, TwoTower, save_model
-from twotower.params import Bm25Params, EvalParams, HybridParams
+from twotower.params import Bm25Params, EvalParams, FeedbackParams, HybridParams
 from twotower.serve.search import Searcher
 from twotower.distill.teacher import encode_texts, load_teacher, teacher_dir
 from twotower.text.tokenizers import PAD, UNK
@@ -88,7 +88,7 @@ def test_any_query_tower_of_the_same_space_searches_it_and_others_are_refused(tm
 
 def test_search_over_documents_ranks_the_teachers_passage_vectors(tmp_path, teacher):
     make_query_tower(tmp_path / "q.pt")
-    searcher = Searcher.from_model(tmp_path / "q.pt", device="cpu")
+    searcher = Searcher.from_model(tmp_path / "q.pt", device="cpu", feedback=FeedbackParams(depth=0))
     texts = PASSAGES["text"].tolist()
     hits = searcher.search("coffee bean", top_k=len(texts), documents=texts)
     query = searcher._embed(searcher.model.encode_queries, ["coffee bean"], 8, show_progress=False)[0]

@@ -46,7 +46,7 @@ def run_search(args) -> None:
     else:
         if args.mode != "dense":
             raise TwoTowerError(f"--mode {args.mode} needs --index DIR (the pipeline's corpus is dense only)")
-        searcher = Searcher.from_pipeline(args.root, args.device)
+        searcher = Searcher.from_pipeline(args.root, args.device, pipeline_feedback(args.root))
     if args.query is not None:
         print_hits(searcher.search(args.query, args.k, mode=args.mode))
     if args.interactive:
@@ -64,16 +64,25 @@ def run_search(args) -> None:
                 print(f"error: {exc}", file=sys.stderr)
 
 
+def pipeline_feedback(root):
+    """The `feedback` params of the checkout at `root`, so `twotower search` ranks its test
+    passages as the evaluate stage did; the defaults where it has no params.yaml."""
+    from twotower.params import FeedbackParams, load_section
+
+    path = Path(root) / "params.yaml"
+    return load_section("feedback", path) if path.is_file() else FeedbackParams()
+
+
 def index_params(path, explicit: bool):
-    """(eval, bm25, hybrid) params from the params file, so an index searches as the pipeline
-    evaluates; the defaults where there is no file and none was asked for."""
-    from twotower.params import Bm25Params, EvalParams, HybridParams, load_section
+    """(eval, bm25, hybrid, feedback) params from the params file, so an index searches as the
+    pipeline evaluates; the defaults where there is no file and none was asked for."""
+    from twotower.params import Bm25Params, EvalParams, FeedbackParams, HybridParams, load_section
 
     if not Path(path).is_file():
         if explicit:
             raise TwoTowerError(f"params file not found: {path}")
-        return EvalParams(), Bm25Params(), HybridParams()
-    return load_section("eval", path), load_section("bm25", path), load_section("hybrid", path)
+        return EvalParams(), Bm25Params(), HybridParams(), FeedbackParams()
+    return tuple(load_section(name, path) for name in ("eval", "bm25", "hybrid", "feedback"))
 
 
 def run_index(args) -> None:
@@ -83,7 +92,7 @@ def run_index(args) -> None:
 
     if args.part_rows is not None and args.part_rows < 1:
         raise TwoTowerError(f"--part-rows must be at least 1, got {args.part_rows}")
-    eval_params, bm25_params, hybrid_params = index_params(args.params, args.params_given)
+    eval_params, bm25_params, hybrid_params, feedback = index_params(args.params, args.params_given)
     kind = args.index
     if kind not in ("auto", *KINDS):
         raise TwoTowerError(f"--index {kind!r} is not one of auto, {', '.join(KINDS)}")
@@ -94,7 +103,8 @@ def run_index(args) -> None:
     if not Path(args.model).is_file():
         raise TwoTowerError(f"model not found: {args.model} (run `dvc repro train`, or pass --model)")
     manifest = build_index_folder(sources, args.out, args.model, kind=kind, eval_params=eval_params,
-                                  bm25_params=bm25_params, hybrid_params=hybrid_params, device=args.device,
+                                  bm25_params=bm25_params, hybrid_params=hybrid_params, feedback=feedback,
+                                  device=args.device,
                                   part_rows=args.part_rows, force=args.force, nprobe=args.nprobe,
                                   show_progress=not args.quiet)
     skipped = describe_skipped(manifest["skipped"])
@@ -224,7 +234,7 @@ def main(argv=None):
                        help="text column (default: the first of text, passage_text, passage, contents, "
                             "content, body)")
     index.add_argument("--params", default=None,
-                       help="params file for the eval, bm25 and hybrid settings (params.yaml if present)")
+                       help="params file for the eval, bm25, hybrid and feedback settings (params.yaml if present)")
     index.add_argument("--part-rows", type=int, default=None,
                        help="rows embedded and saved at a time: what a resumed run can skip (65536; 4096 when "
                             "the model's passages are the teacher's, ~70 s a part on 2 cores)")

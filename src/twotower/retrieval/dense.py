@@ -11,6 +11,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from twotower.retrieval.feedback import expand
 from twotower.text.tokenizers import TokenArrays
 
 
@@ -118,13 +119,18 @@ def to_run(qids, pids, scores: np.ndarray, rows: np.ndarray) -> pd.DataFrame:
 
 @torch.no_grad()
 def rank(model, split: Split, depth: int, batch_size: int, device,
-         passage_vectors: np.ndarray | None = None) -> pd.DataFrame:
-    """Run of every query of `split` against all its passages (or precomputed vectors)."""
+         passage_vectors: np.ndarray | None = None, feedback=None) -> pd.DataFrame:
+    """Run of every query of `split` against all its passages (or precomputed vectors), with
+    `feedback` (FeedbackParams) moving each query toward its first passages before the
+    search that makes the run (`twotower.retrieval.feedback`); none for training's validation."""
     model.eval()
     if passage_vectors is None:
         passage_vectors = embed(model.encode_passages, split.passages.ids, split.passages.lengths,
                                 batch_size, device, desc="passages")
     query_vectors = embed(model.encode_queries, split.queries.ids, split.queries.lengths,
                           batch_size, device, desc="queries")
+    if feedback is not None:
+        query_vectors = expand(query_vectors, lambda queries, k: top_k(queries, passage_vectors, k),
+                               lambda rows: passage_vectors[rows], feedback)
     scores, rows = top_k(query_vectors, passage_vectors, depth)
     return to_run(split.qids, split.pids, scores, rows)

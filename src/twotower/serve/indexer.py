@@ -31,6 +31,7 @@ from twotower.serve import index_plan, lockfile
 from twotower.serve.collection import RowCounts, Source, clean_batch, describe_skipped, read_batches
 from twotower.retrieval.ann import IVF_KINDS
 from twotower.errors import TwoTowerError
+from twotower.params import FeedbackParams
 from twotower.files import atomic_path, npy_writer, save_npy, write_json, write_parquet
 from twotower.serve.index_folder import (BM25, DENSE, FORMAT, MANIFEST, PASSAGES, TEXT_GROUP_ROWS, TEXT_OFFSETS, TEXTS,
                                    VECTORS, NpyRows, file_sha256, partial_path)
@@ -44,13 +45,14 @@ PASSAGE_SCHEMA = pa.schema([("id", pa.string()), ("text", pa.string())])
 
 
 def build_index_folder(sources: list[Source], out, model_path, *, kind: str, eval_params, bm25_params,
-                       hybrid_params, device="auto", part_rows: int | None = None, force: bool = False,
+                       hybrid_params, feedback=FeedbackParams(), device="auto", part_rows: int | None = None, force: bool = False,
                        nprobe: int | None = None, show_progress: bool = True, log=print) -> dict:
     """Index every passage of `sources` with the model at `model_path` into `out`; returns the
     manifest. `kind` auto sizes the faiss index to the collection (`twotower.serve.index_plan`),
     calibrating an ivf index's nprobe unless `nprobe` is given; a named kind takes
     `eval_params`' faiss settings (hnsw_m, ivf_nlist, ivf_nprobe, ...). `bm25_params`
-    the BM25 index's, `hybrid_params` what hybrid search fuses with. The model is let go
+    the BM25 index's, `hybrid_params` what hybrid search fuses with, `feedback` how dense
+    search expands a query (all three recorded in the manifest for searches). The model is let go
     once the passages are embedded, before the faiss and BM25 indexes take their memory.
     The whole build holds `lock_path(out)`, so a second build of `out` fails at once.
     Without `part_rows`, parts are PART_ROWS rows, or TEACHER_PART_ROWS when the teacher
@@ -98,6 +100,7 @@ def build_index_folder(sources: list[Source], out, model_path, *, kind: str, eva
             "dense": {"kind": kind, **settings},
             "bm25": asdict(bm25_params),
             "hybrid": asdict(hybrid_params),
+            "feedback": asdict(feedback),
             "seconds": {"embed": round(embedded - started, 1), "dense_index": round(dense_done - embedded, 1),
                         "bm25_index": round(finished - dense_done, 1)},
             "build": {"id": uuid.uuid4().hex[:12],  # which build a server serves (its /health)

@@ -5,6 +5,8 @@ of texts, for a query.
 texts), so it works in any checkout after `dvc repro` or `dvc pull`, without params.yaml.
 `Searcher.from_index(DIR)` opens a folder `twotower index` built from any collection; it
 adds BM25 and hybrid (the two fused as `twotower.retrieval.fusion` fuses runs) to dense search.
+Dense search (hybrid's too) moves each query toward its first passages before the search
+that answers (`twotower.retrieval.feedback`), as the evaluate stage does.
 """
 
 import functools
@@ -25,9 +27,10 @@ from twotower.devices import select_device
 from twotower.errors import TwoTowerError
 from twotower.retrieval.fusion import fuse_query
 from twotower.retrieval.dense import embed
+from twotower.retrieval.feedback import expand
 from twotower.retrieval.dense import top_k as nearest  # `top_k` is search()'s argument name
 from twotower.model.towers import load_model
-from twotower.params import Bm25Params, HybridParams, TeacherParams
+from twotower.params import Bm25Params, FeedbackParams, HybridParams, TeacherParams
 from twotower.text.tokenizers import UNK_ID, Tokenizer, make_tokenizer, words
 
 MODEL = Path("models/model.pt")
@@ -55,10 +58,13 @@ class Searcher:
 
     def __init__(self, model, tokenizer: Tokenizer, max_len_query: int, max_len_passage: int,
                  passage_vectors: np.ndarray | None = None, pids: Sequence | None = None,
-                 texts: Mapping | Sequence | None = None, device="cpu", teacher: dict | None = None):
+                 texts: Mapping | Sequence | None = None, device="cpu", teacher: dict | None = None,
+                 feedback: FeedbackParams = FeedbackParams()):
         """`teacher` ({model, max_seq_length}, from the checkpoint) loads the teacher that
-        embeds passages for a model without a passage tower, when it first has to."""
+        embeds passages for a model without a passage tower, when it first has to.
+        `feedback` is how dense search expands a query (the `feedback` params)."""
         self.device = torch.device(device)
+        self.feedback = feedback
         self.teacher_settings, self._teacher = teacher, None
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
@@ -82,6 +88,7 @@ class Searcher:
         self.passage_vectors, self.pids, self.texts = vectors, pids, texts
         self.faiss_index = self.store = self.bm25 = self.manifest = None
         self.dense_search = None  # (query vectors, k) -> (scores, rows) over faiss_index; see `serve`
+        self.vectors = None  # the index's float vectors (`take(rows)`), for feedback
         self.bm25_params, self.hybrid_params = Bm25Params(), HybridParams()
 
     @property
@@ -94,12 +101,12 @@ class Searcher:
         return MODES if self.bm25 is not None else MODES[:1]
 
     @classmethod
-    def from_model(cls, path, device="auto") -> "Searcher":
+    def from_model(cls, path, device="auto", feedback: FeedbackParams = FeedbackParams()) -> "Searcher":
         """A searcher without an index: rank `documents=` given to each search."""
         device = select_device(device)
         model, ckpt = load_model(path, device)
         return cls(model, make_tokenizer(ckpt["vocab"], ckpt.get("tokenizer_json")), ckpt["max_len_query"],
-                   ckpt["max_len_passage"], device=device, teacher=ckpt.get("teacher"))
+                   ckpt["max_len_passage"], device=device, teacher=ckpt.get("teacher"), feedback=feedback)
 
     @classmethod
     def from_index(cls, folder, model=None, device="auto") -> "Searcher":
@@ -110,10 +117,11 @@ class Searcher:
         try:
             kind, passages = manifest["dense"]["kind"], manifest["passages"]
             bm25_params, hybrid_params = Bm25Params(**manifest["bm25"]), HybridParams(**manifest["hybrid"])
+            feedback = FeedbackParams(**manifest.get("feedback", {"depth": 0}))  # older builds had none
             model_path = index_folder.resolve_model(folder, manifest, model)
         except (KeyError, TypeError) as exc:
             raise TwoTowerError(f"{folder / index_folder.MANIFEST} is incomplete ({exc}): rebuild the index") from None
-        searcher = cls.from_model(model_path, device)
+        searcher = cls.from_model(model_path, device, feedback)
         store = index_folder.PassageStore(folder / index_folder.PASSAGES)
         if len(store) != passages:
             raise TwoTowerError(f"{folder}: {index_folder.PASSAGES} has {len(store)} rows but the "
@@ -123,12 +131,12 @@ class Searcher:
             raise TwoTowerError(f"{folder}: vectors of {dense.d} dimensions, the model makes "
                                 f"{searcher.model.output_dim}: rebuild the index")
         searcher.faiss_index, searcher.store = dense, store
-        refine = None
-        if kind in ann.REFINED_KINDS:  # its searches re-rank candidates by their float vectors
-            if not (folder / index_folder.VECTORS).is_file():
-                raise TwoTowerError(f"{folder}: {index_folder.VECTORS} not found ({kind} searches read it): "
-                                    "rebuild the index")
-            refine = index_folder.NpyRows(folder / index_folder.VECTORS)
+        if not (folder / index_folder.VECTORS).is_file():
+            raise TwoTowerError(f"{folder}: {index_folder.VECTORS} not found (feedback and {kind} searches read "
+                                "it): rebuild the index")
+        searcher.vectors = index_folder.NpyRows(folder / index_folder.VECTORS)
+        # a refined kind's searches re-rank candidates by their float vectors
+        refine = searcher.vectors if kind in ann.REFINED_KINDS else None
         searcher.dense_search = functools.partial(ann.search, dense, refine=refine)
         searcher.pids = store.ids
         searcher.bm25_params, searcher.hybrid_params = bm25_params, hybrid_params
@@ -137,13 +145,14 @@ class Searcher:
         return searcher
 
     @classmethod
-    def from_pipeline(cls, root=".", device="auto") -> "Searcher":
-        """The trained model with the embedded test corpus and its texts, as the pipeline left them."""
+    def from_pipeline(cls, root=".", device="auto", feedback: FeedbackParams = FeedbackParams()) -> "Searcher":
+        """The trained model with the embedded test corpus and its texts, as the pipeline left
+        them; `feedback` as the evaluate stage searched (the `feedback` params)."""
         root = Path(root)
         for path in (root / MODEL, root / EMBEDDINGS, root / PIDS, root / PASSAGES):
             if not path.is_file():
                 raise TwoTowerError(f"{path} not found: `dvc repro` (or `dvc pull`) in {root} creates it")
-        searcher = cls.from_model(root / MODEL, device)
+        searcher = cls.from_model(root / MODEL, device, feedback)
         try:
             vectors = np.load(root / EMBEDDINGS, mmap_mode="r")
             pids = pd.read_parquet(root / PIDS)["pid"].astype(str).to_numpy()
@@ -239,7 +248,8 @@ class Searcher:
             vectors, pids, texts = self.passage_vectors, self.pids, self.texts
         if vectors is None or len(vectors) == 0:
             return []
-        query_vector = self.embed_query(query)
+        query_vector = expand(self.embed_query(query), lambda queries, k: nearest(queries, vectors, k),
+                              lambda rows: np.asarray(vectors[rows]), self.feedback)
         scores, rows = nearest(query_vector, vectors, int(top_k))
         return [Hit(rank=rank, pid=str(pids[row]), score=float(score),
                     text=_text(texts[row]) if texts is not None else None)
@@ -257,7 +267,7 @@ class Searcher:
             scores, rows = bm25_index.top_rows(self.bm25, query, self.bm25_params, k)
         else:
             depth = k if mode == "dense" else max(k, self.hybrid_params.depth)
-            query_vector = self.embed_query(query)
+            query_vector = expand(self.embed_query(query), self.dense_search, self.vectors.take, self.feedback)
             scores, rows = self.dense_search(query_vector, depth)
             found = rows[0] >= 0
             order = np.lexsort((rows[0][found], -scores[0][found]))  # ties by lower row, as top_k does

@@ -1,0 +1,101 @@
+"""Vector pseudo-relevance feedback (`twotower.retrieval.feedback`), the `feedback` params,
+and how the ranking stages and index folders carry it."""
+
+import json
+
+import numpy as np
+import pytest
+
+from twotower.errors import TwoTowerError
+from twotower.params import FeedbackParams, section_from_dict
+from twotower.retrieval.ann import build_index, search
+from twotower.retrieval.dense import top_k
+from twotower.retrieval.feedback import expand
+
+
+def unit(rows):
+    rows = np.asarray(rows, dtype=np.float32)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+PASSAGES = unit(np.random.default_rng(0).normal(size=(50, 8)))
+QUERIES = unit(np.random.default_rng(1).normal(size=(6, 8)))
+
+
+def exact(queries, k):
+    return top_k(queries, PASSAGES, k)
+
+
+def test_each_query_moves_toward_the_mean_of_its_first_passages():
+    expanded = expand(QUERIES, exact, lambda rows: PASSAGES[rows], FeedbackParams(depth=3, weight=1.5))
+    for query, got in zip(QUERIES, expanded):
+        first = np.argsort(-(PASSAGES @ query), kind="stable")[:3]
+        wanted = query + 1.5 * PASSAGES[first].mean(axis=0)
+        np.testing.assert_allclose(got, wanted / np.linalg.norm(wanted), atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(expanded, axis=1), 1.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("params", [FeedbackParams(depth=0), FeedbackParams(depth=2, weight=0.0)])
+def test_no_depth_or_no_weight_leaves_the_queries_alone(params):
+    def never(*_):
+        raise AssertionError("searched without feedback")
+
+    np.testing.assert_array_equal(expand(QUERIES, never, never, params), QUERIES)
+
+
+def test_feedback_can_reorder_the_results():
+    """The query lies 10 degrees from `a`, `b` 15 degrees from the query on its far side and
+    `c` 22 on the near side, 12 from `a`: with `a` added four times over, the query turns
+    almost onto `a`, and `c` passes `b`."""
+    angles = np.radians([0, 25, -12])
+    passages = np.stack([np.cos(angles), np.sin(angles)], axis=1).astype(np.float32)
+    query = np.array([[np.cos(np.radians(10)), np.sin(np.radians(10))]], dtype=np.float32)
+    before = top_k(query, passages, 3)[1][0].tolist()
+    after_vector = expand(query, lambda q, k: top_k(q, passages, k), lambda rows: passages[rows],
+                          FeedbackParams(depth=1, weight=4.0))
+    after = top_k(after_vector, passages, 3)[1][0].tolist()
+    assert before == [0, 1, 2] and after == [0, 2, 1]
+
+
+def test_rows_an_index_did_not_find_are_not_averaged():
+    def partial(queries, k):  # the first query found one passage, the second none
+        rows = np.full((len(queries), k), -1)
+        rows[0, 0] = 7
+        return np.zeros(rows.shape, dtype=np.float32), rows
+
+    expanded = expand(QUERIES[:2], partial, lambda rows: PASSAGES[rows], FeedbackParams(depth=4, weight=1.0))
+    wanted = QUERIES[0] + PASSAGES[7]
+    np.testing.assert_allclose(expanded[0], wanted / np.linalg.norm(wanted), atol=1e-6)
+    np.testing.assert_allclose(expanded[1], QUERIES[1], atol=1e-7)
+
+
+def test_a_faiss_index_expands_as_exact_search_does():
+    index = build_index(PASSAGES, "exact")
+    params = FeedbackParams(depth=2, weight=2.0)
+    np.testing.assert_allclose(expand(QUERIES, lambda q, k: search(index, q, k), lambda rows: PASSAGES[rows], params),
+                               expand(QUERIES, exact, lambda rows: PASSAGES[rows], params), atol=1e-6)
+
+
+@pytest.mark.parametrize("values, bad", [
+    ({"depth": -1}, "feedback.depth"), ({"depth": 101}, "feedback.depth"), ({"depth": 1.5}, "feedback.depth"),
+    ({"depth": True}, "feedback.depth"), ({"weight": -0.5}, "feedback.weight"),
+    ({"weight": float("nan")}, "feedback.weight"), ({"weight": float("inf")}, "feedback.weight"),
+    ({"weight": "2"}, "feedback.weight"), ({"depht": 2}, "did you mean depth"),
+])
+def test_bad_feedback_params_are_named(values, bad):
+    with pytest.raises(TwoTowerError, match=bad):
+        section_from_dict("feedback", values)
+
+
+def test_an_index_folder_records_feedback_and_an_older_one_searches_without(tmp_path):
+    from tests.tiny_index import build_index as build_folder
+    from twotower.serve.search import Searcher
+
+    build_folder(tmp_path)
+    folder = tmp_path / "index"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["feedback"] == {"depth": 2, "weight": 2.0}
+    assert Searcher.from_index(folder, device="cpu").feedback == FeedbackParams()
+    del manifest["feedback"]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    assert Searcher.from_index(folder, device="cpu").feedback == FeedbackParams(depth=0)
