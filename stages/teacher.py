@@ -71,9 +71,10 @@ def main(argv=None):
         for split in splits:
             tables = load_split(args.prepared, split)
             passages = passages_to_encode(split, tables.passages, args.triplets)
-            for table, frame, key in (("queries", tables.queries, "qid"), ("passages", passages, "pid")):
+            for table, frame, key, batch_size in (("queries", tables.queries, "qid", params.query_batch_size),
+                                                  ("passages", passages, "pid", params.batch_size)):
                 start = time.perf_counter()
-                vectors = encode_texts(teacher, frame["text"].tolist(), params.batch_size, desc=f"{split} {table}")
+                vectors = encode_texts(teacher, frame["text"].tolist(), batch_size, desc=f"{split} {table}")
                 save_npy(vectors, out / split / f"{table}.npy")
                 write_parquet(frame[[key]].reset_index(drop=True), out / split / f"{table}_ids.parquet")
                 seconds[f"{split}/{table}"] = round(time.perf_counter() - start, 1)

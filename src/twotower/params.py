@@ -272,10 +272,12 @@ class TeacherParams:
     it. `glove_words` most frequent GloVe words are encoded whole besides the training
     texts' words (more: better word vectors, ~1.5 ms a word on 2 cores). `batch_size` 16
     embeds ~27% more passages/s than 64 on 2 CPU cores (less padding per batch; a GPU
-    wants larger batches)."""
+    wants larger batches); queries are short, and `query_batch_size` 64 encodes 429 a
+    second there against 341 at 16 (the 20,319 real queries ~12 s sooner)."""
 
     model: str = "minilm"
     batch_size: int = 16
+    query_batch_size: int = 64
     word_batch_size: int = 1024
     glove_words: int = 50_000
     max_seq_length: int = 256
@@ -285,6 +287,7 @@ class TeacherParams:
         if not isinstance(self.model, str) or not self.model:
             fail("teacher", "model", self.model, "minilm or a sentence-transformers model directory")
         check_int("teacher", "batch_size", self.batch_size, 1)
+        check_int("teacher", "query_batch_size", self.query_batch_size, 1)
         check_int("teacher", "word_batch_size", self.word_batch_size, 1)
         check_int("teacher", "glove_words", self.glove_words, 0)
         check_int("teacher", "max_seq_length", self.max_seq_length, 8, 512)
