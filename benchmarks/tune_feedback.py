@@ -29,7 +29,7 @@ def main(argv=None):
     parser.add_argument("--teacher", default="data/teacher")
     parser.add_argument("--split", default="validation")
     parser.add_argument("--depths", type=int, nargs="+", default=[0, 1, 2, 3, 5, 10])
-    parser.add_argument("--weights", type=float, nargs="+", default=[0.5, 1.0, 2.0, 4.0])
+    parser.add_argument("--weights", type=float, nargs="+", default=[0.5, 1.0, 2.0, 4.0, 8.0, 16.0])
     args = parser.parse_args(argv)
 
     model, _ = load_model(args.model)

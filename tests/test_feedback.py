@@ -2,6 +2,7 @@
 and how the ranking stages and index folders carry it."""
 
 import json
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -94,7 +95,7 @@ def test_an_index_folder_records_feedback_and_an_older_one_searches_without(tmp_
     build_folder(tmp_path)
     folder = tmp_path / "index"
     manifest = json.loads((folder / "manifest.json").read_text())
-    assert manifest["feedback"] == {"depth": 2, "weight": 2.0}
+    assert manifest["feedback"] == asdict(FeedbackParams())
     assert Searcher.from_index(folder, device="cpu").feedback == FeedbackParams()
     del manifest["feedback"]
     (folder / "manifest.json").write_text(json.dumps(manifest))

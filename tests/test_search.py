@@ -69,8 +69,9 @@ def test_feedback_adds_the_first_passages_vectors_to_the_query(root):
 
 
 def test_cli_search_takes_feedback_from_the_roots_params(root, capsys):
+    (root / "params.yaml").write_text("feedback:\n  depth: 2\n  weight: 2.0\n")
     main(["search", "flea life cycle", "-k", "2", "--root", str(root), "--device", "cpu"])
-    assert capsys.readouterr().out.splitlines()[0] == "1. [p1] 0.8944  the flea life cycle"  # defaults: 2/sqrt(5)
+    assert capsys.readouterr().out.splitlines()[0] == "1. [p1] 0.8944  the flea life cycle"  # 2/sqrt(5)
     (root / "params.yaml").write_text("feedback:\n  depth: 0\n")
     main(["search", "flea life cycle", "-k", "2", "--root", str(root), "--device", "cpu"])
     assert capsys.readouterr().out.splitlines()[0] == "1. [p1] 1.0000  the flea life cycle"
@@ -79,6 +80,14 @@ def test_cli_search_takes_feedback_from_the_roots_params(root, capsys):
         main(["search", "flea life cycle", "--root", str(root), "--device", "cpu"])
     assert exit_info.value.code == 2
     assert "feedback.depth" in capsys.readouterr().err
+
+
+def test_cli_search_without_params_uses_the_default_feedback(root, capsys):
+    main(["search", "flea", "-k", "3", "--root", str(root), "--device", "cpu"])
+    lines = capsys.readouterr().out.splitlines()
+    hits = Searcher.from_pipeline(root, device="cpu", feedback=FeedbackParams()).search("flea", top_k=3)
+    assert lines == [f"{h.rank}. [{h.pid}] {h.score:.4f}  {h.text}" for h in hits]
+    assert lines[0].startswith("1. [p1] 0.9955")  # flea + 8 p1: (1/sqrt(3) + 8) / |flea + 8 p1|
 
 
 def test_top_k_beyond_the_corpus_returns_every_passage(root):

@@ -257,8 +257,8 @@ class FeedbackParams:
     vector plus `weight` times the mean of its first `depth` passages' vectors, searched
     again; `depth: 0` turns it off. Chosen on validation (benchmarks/tune_feedback.py)."""
 
-    depth: int = 2
-    weight: float = 2.0
+    depth: int = 1
+    weight: float = 8.0
 
     def validate(self):
         check_int("feedback", "depth", self.depth, 0, 100)
