@@ -2,7 +2,9 @@
 
 Encodes each test query alone (tokenizing included), as a search request does, with the
 query tower (`Searcher`'s path) and with the teacher (sentence-transformers `encode`), and
-prints p50 / p99 milliseconds and the ratio. Then the indexing rate of the model's passage
+prints p50 / p99 milliseconds and the ratio; then a whole search of the pipeline's test
+index (`Searcher.from_pipeline`: encode, search, top 10) without feedback and with the
+`feedback` params, which search twice. Then the indexing rate of the model's passage
 encoder: the student's passage tower, or the teacher for a model without one. Run on an
 idle machine.
 
@@ -18,7 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from twotower.params import load_section
+from twotower.params import FeedbackParams, load_section
 from twotower.serve.search import Searcher
 from twotower.distill.teacher import load_teacher, teacher_dir
 
@@ -59,6 +61,13 @@ def main():
     for name, ms in (("query tower (tokenize + RNN)", student_ms), ("teacher (all-MiniLM-L6-v2)", teacher_ms)):
         print(f"{name:<34} {np.percentile(ms, 50):8.2f} {np.percentile(ms, 99):8.2f}")
     print(f"query tower is {np.percentile(teacher_ms, 50) / np.percentile(student_ms, 50):.0f}x faster at p50")
+    feedback = load_section("feedback", args.params)
+    for name, setting in (("search, no feedback", FeedbackParams(depth=0)),
+                          (f"search, feedback {feedback.depth} x {feedback.weight:g}", feedback)):
+        pipeline = Searcher.from_pipeline(".", "cpu", setting)
+        ms = latencies(lambda texts: pipeline.search(texts[0], 10), queries)
+        print(f"{name:<34} {np.percentile(ms, 50):8.2f} {np.percentile(ms, 99):8.2f}   "
+              f"({pipeline.size:,} passages, exact)")
 
     texts = pd.read_parquet("data/prepared/test/passages.parquet", columns=["text"])["text"].tolist()[: args.passages]
     searcher.embed_passages(texts[:64], show_progress=False)

@@ -100,3 +100,7 @@ def test_an_index_folder_records_feedback_and_an_older_one_searches_without(tmp_
     del manifest["feedback"]
     (folder / "manifest.json").write_text(json.dumps(manifest))
     assert Searcher.from_index(folder, device="cpu").feedback == FeedbackParams(depth=0)
+    manifest["feedback"] = {"depth": -1, "weight": 8.0}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(TwoTowerError, match="feedback.depth"):
+        Searcher.from_index(folder, device="cpu")

@@ -118,6 +118,7 @@ class Searcher:
             kind, passages = manifest["dense"]["kind"], manifest["passages"]
             bm25_params, hybrid_params = Bm25Params(**manifest["bm25"]), HybridParams(**manifest["hybrid"])
             feedback = FeedbackParams(**manifest.get("feedback", {"depth": 0}))  # older builds had none
+            feedback.validate()
             model_path = index_folder.resolve_model(folder, manifest, model)
         except (KeyError, TypeError) as exc:
             raise TwoTowerError(f"{folder / index_folder.MANIFEST} is incomplete ({exc}): rebuild the index") from None
