@@ -34,6 +34,7 @@ def test_each_query_moves_toward_the_mean_of_its_first_passages():
         wanted = query + 1.5 * PASSAGES[first].mean(axis=0)
         np.testing.assert_allclose(got, wanted / np.linalg.norm(wanted), atol=1e-6)
     np.testing.assert_allclose(np.linalg.norm(expanded, axis=1), 1.0, atol=1e-6)
+    assert expanded.dtype == np.float32  # a float64 query makes a search convert the whole passage matrix
 
 
 @pytest.mark.parametrize("params", [FeedbackParams(depth=0), FeedbackParams(depth=2, weight=0.0)])

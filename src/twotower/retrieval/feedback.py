@@ -33,7 +33,8 @@ def expand(query_vectors: np.ndarray, search: Callable, vectors_of: Callable,
     vectors = np.asarray(vectors_of(rows[found]), dtype=np.float32)
     sums = np.zeros_like(queries)
     np.add.at(sums, np.nonzero(found)[0], vectors)
-    counts = found.sum(axis=1, keepdims=True)
-    expanded = queries + params.weight * sums / np.maximum(counts, 1)
+    counts = np.maximum(found.sum(axis=1, keepdims=True), 1).astype(np.float32)
+    expanded = queries + np.float32(params.weight) * sums / counts
     norms = np.linalg.norm(expanded, axis=1, keepdims=True)
-    return np.where(norms > 0, expanded / np.where(norms > 0, norms, 1), queries)
+    # float32 throughout: a float64 query would make every search convert the passage matrix
+    return np.where(norms > 0, expanded / np.where(norms > 0, norms, 1), queries).astype(np.float32, copy=False)
