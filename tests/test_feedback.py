@@ -5,10 +5,16 @@ import json
 from dataclasses import asdict
 
 import numpy as np
+import pandas as pd
 import pytest
 
+from tests.tiny_index import WORDS, make_model, write_collection
+from tests.tiny_index import build_index as build_folder
 from twotower.errors import TwoTowerError
-from twotower.params import FeedbackParams, section_from_dict
+from twotower.params import Bm25Params, EvalParams, FeedbackParams, HybridParams, section_from_dict
+from twotower.serve.collection import open_source
+from twotower.serve.indexer import build_index_folder
+from twotower.serve.search import FEEDBACK_PROBES, Searcher
 from twotower.retrieval.ann import build_index, search
 from twotower.retrieval.dense import top_k
 from twotower.retrieval.feedback import expand
@@ -90,9 +96,6 @@ def test_bad_feedback_params_are_named(values, bad):
 
 
 def test_an_index_folder_records_feedback_and_an_older_one_searches_without(tmp_path):
-    from tests.tiny_index import build_index as build_folder
-    from twotower.serve.search import Searcher
-
     build_folder(tmp_path)
     folder = tmp_path / "index"
     manifest = json.loads((folder / "manifest.json").read_text())
@@ -105,3 +108,24 @@ def test_an_index_folder_records_feedback_and_an_older_one_searches_without(tmp_
     (folder / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(TwoTowerError, match="feedback.depth"):
         Searcher.from_index(folder, device="cpu")
+
+
+def test_an_ivf_folders_feedback_search_visits_a_quarter_of_its_cells(tmp_path):
+    """The feedback needs only a query's first passages, which the nearest cells hold; the
+    search that answers still visits every cell the index was calibrated for."""
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame({"id": [f"p{i}" for i in range(800)],
+                          "text": [" ".join(rng.choice(WORDS, 4)) for _ in range(800)]})
+    make_model(tmp_path / "model.pt")
+    write_collection(table, tmp_path / "c.parquet", "parquet")
+    build_index_folder([open_source(tmp_path / "c.parquet")], tmp_path / "index", tmp_path / "model.pt",
+                       device="cpu", kind="ivf", eval_params=EvalParams(ivf_nlist=16), nprobe=12,
+                       bm25_params=Bm25Params(), hybrid_params=HybridParams(), show_progress=False,
+                       log=lambda line: None)
+    searcher = Searcher.from_index(tmp_path / "index", device="cpu")
+    assert searcher.faiss_index.nprobe == 12 and "nprobe" not in searcher.dense_search.keywords
+    assert searcher.feedback_search.keywords["nprobe"] == 12 // FEEDBACK_PROBES
+    assert len(searcher.search("flea dog", 5)) == 5
+
+    exact = Searcher.from_index(build_folder(tmp_path / "exact"), device="cpu")
+    assert exact.feedback_search.keywords["nprobe"] is None

@@ -37,6 +37,7 @@ MODEL = Path("models/model.pt")
 EMBEDDINGS = Path("data/index/embeddings.npy")
 PIDS = Path("data/index/pids.parquet")
 PASSAGES = Path("data/prepared/test/passages.parquet")
+FEEDBACK_PROBES = 4  # an ivf index's feedback search visits 1/4 of its cells (benchmarks/README.md)
 BATCH_SIZE = 128  # passages/s of the fused student tower on 2 cores: 7,854 at 64, 8,914 at 128, 6,723 at 256
 TEACHER_BATCH_SIZE = TeacherParams().batch_size  # the teacher stage's default: passages/s on CPU peak near it
 MODES = ("dense", "bm25", "hybrid")
@@ -89,6 +90,7 @@ class Searcher:
         self.faiss_index = self.store = self.bm25 = self.manifest = None
         self.dense_search = None  # (query vectors, k) -> (scores, rows) over faiss_index; see `serve`
         self.vectors = None  # the index's float vectors (`take(rows)`), for feedback
+        self.feedback_search = None  # dense_search for the feedback's first passages; see `from_index`
         self.bm25_params, self.hybrid_params = Bm25Params(), HybridParams()
 
     @property
@@ -139,6 +141,9 @@ class Searcher:
         # a refined kind's searches re-rank candidates by their float vectors
         refine = searcher.vectors if kind in ann.REFINED_KINDS else None
         searcher.dense_search = functools.partial(ann.search, dense, refine=refine)
+        # the feedback needs only the first `feedback.depth` passages: fewer cells find them
+        nprobe = max(1, dense.nprobe // FEEDBACK_PROBES) if kind in ann.IVF_KINDS else None
+        searcher.feedback_search = functools.partial(ann.search, dense, refine=refine, nprobe=nprobe)
         searcher.pids = store.ids
         searcher.bm25_params, searcher.hybrid_params = bm25_params, hybrid_params
         searcher.bm25 = bm25_index.load(folder / index_folder.BM25, len(store))
@@ -268,7 +273,7 @@ class Searcher:
             scores, rows = bm25_index.top_rows(self.bm25, query, self.bm25_params, k)
         else:
             depth = k if mode == "dense" else max(k, self.hybrid_params.depth)
-            query_vector = expand(self.embed_query(query), self.dense_search, self.vectors.take, self.feedback)
+            query_vector = expand(self.embed_query(query), self.feedback_search, self.vectors.take, self.feedback)
             scores, rows = self.dense_search(query_vector, depth)
             found = rows[0] >= 0
             order = np.lexsort((rows[0][found], -scores[0][found]))  # ties by lower row, as top_k does
