@@ -13,7 +13,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 setup: $(VENV)/.installed
 
-# uv installs in ~15 s what pip takes ~100 s for, with pip's own settings (tools/uv_install.py);
+# uv installs in ~25 s what pip takes ~100 s for, with pip's own settings (tools/uv_install.py);
 # pip does it if uv cannot.
 $(VENV)/.installed: pyproject.toml tools/uv_install.py
 	$(PYTHON) -m venv $(VENV)

@@ -1,8 +1,8 @@
 """Install packages into the running interpreter's environment with uv, or with pip if uv fails.
 
 Why: `make setup` is part of the fresh-clone `make repro` budget (10 minutes on 2 cores), and
-pip took 101-122 s to install the project's ~120 wheels where uv takes ~10-15 s
-(benchmarks/README.md, *End to end*). uv does not read pip's configuration, so the settings
+pip took 101-122 s to install the project's ~120 wheels where uv takes ~25 s, bytecode
+compiled included (benchmarks/README.md, *End to end*). uv does not read pip's configuration, so the settings
 pip would install with (its config files and PIP_* variables, as `pip config list` shows
 them: index, extra indexes, find-links, constraints, trusted hosts, certificate) are passed
 to uv as options; anything uv cannot do falls back to the pip install it replaces.
@@ -54,7 +54,10 @@ def main(targets: list[str]) -> int:
         settings = pip_settings(python)
         env = {**os.environ, **({"SSL_CERT_FILE": settings["cert"]} if settings.get("cert") else {})}
         subprocess.run([python, "-m", "pip", "install", "--quiet", UV], check=True)
-        subprocess.run([python, "-m", "uv", "pip", "install", "--quiet", "--python", python,
+        # compiled at install, as pip does: without .pyc files (and with PYTHONDONTWRITEBYTECODE
+        # set, as on the CI machines) every process compiles what it imports, ~11 s more per
+        # import of the teacher's packages
+        subprocess.run([python, "-m", "uv", "pip", "install", "--quiet", "--compile-bytecode", "--python", python,
                         *uv_options(settings), *targets], check=True, env=env)
         return 0
     except (subprocess.CalledProcessError, OSError, ValueError, SyntaxError) as exc:
