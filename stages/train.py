@@ -6,7 +6,7 @@ plots/train/ (per-epoch curves by dvclive). Runs as is under
 `torchrun --nproc_per_node N -m stages.train ...` (DistributedDataParallel; the first
 process writes the outputs).
 
-The phases (pseudo-query pairs, real queries, labelled triplets) and their order are
+The phases (pseudo-query pairs, real queries, labelled triplets, passage regression) and their order are
 `twotower.model.phases`'s; the labelled phase mixes the labels with the teacher
 (`train.distill_weight`, `twotower.model.losses.build_loss`).
 With `model.passage_encoder: teacher` the model has no passage tower: passages are the
@@ -70,11 +70,16 @@ def main(argv=None):
         raise TwoTowerError(f"tokens missing: {exc.filename} (run the tokenize stage)") from None
     tokenizer_path = Path(args.tokens, "tokenizer.json")
     tokenizer_json = tokenizer_path.read_text() if tokenizer_path.is_file() else None
-    teacher_losses = train_params.distill_weight > 0 or train_params.query_epochs > 0 or train_params.ict_epochs > 0
+    regress = train_params.passage_epochs > 0 and model_params.passage_encoder == "student"
+    if regress and model_params.shared_encoder:
+        print("note: train.passage_epochs skipped: with model.shared_encoder the passage tower is the query tower")
+        regress = False
+    teacher_losses = (train_params.distill_weight > 0 or train_params.query_epochs > 0 or train_params.ict_epochs > 0
+                      or regress)
     teacher = args.teacher if teacher_losses or model_params.passage_encoder == "teacher" else None
     manifest = teacher_manifest(teacher) if teacher else {}
     train_split = load_tokenized(args.prepared, args.tokens, "train", teacher)
-    teacher_dim = manifest.get("dim", 0) if needs_projection(model_params, teacher_losses) else 0
+    teacher_dim = manifest.get("dim", 0) if needs_projection(model_params, teacher_losses) or regress else 0
     config = ModelConfig.from_params(model_params, vocab_size=len(vocab), embed_dim=embeddings.shape[1],
                                      teacher_dim=teacher_dim, teacher=manifest.get("space", "") if teacher_dim else "")
     model = TwoTower(config, embeddings, term_weights)
@@ -86,7 +91,7 @@ def main(argv=None):
           f"{sum(p.numel() for p in model.parameters() if p.requires_grad)} trainable parameters")
 
     phases = plan_phases(train_params, train_split, triplets, args.prepared, args.tokens, args.triplets,
-                         teacher, args.teacher, bm25_params)
+                         teacher, args.teacher, bm25_params, passage_tower=regress)
     fingerprint = run_fingerprint([asdict(model_params), asdict(train_params), asdict(tokenize_params)],
                                   args.tokens, args.triplets, phases, teacher)
     checkpoints = Path(args.checkpoints)

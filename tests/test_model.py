@@ -134,7 +134,7 @@ def test_shared_encoder_shares_the_tower():
 
 
 def test_separate_encoders_share_only_the_embedding_table():
-    model = make_model(shared_encoder=False)
+    model = make_model(shared_encoder=False, shared_embeddings=True)
     assert model.query_encoder is not model.passage_encoder
     assert model.query_encoder.forward_rnns is not model.passage_encoder.forward_rnns
     assert model.query_encoder.embedding is model.passage_encoder.embedding is model.embedding
@@ -143,6 +143,22 @@ def test_separate_encoders_share_only_the_embedding_table():
         assert not torch.allclose(model.encode_queries(ids, lengths), model.encode_passages(ids, lengths))
     # One table, counted once among the parameters.
     assert sum(p is model.embedding.weight for p in model.parameters()) == 1
+
+
+def test_passage_tower_gets_its_own_copies_of_the_tables_by_default():
+    model = make_model(shared_encoder=False)
+    passage, query = model.passage_encoder, model.query_encoder
+    assert passage.embedding is not query.embedding and passage.term_weight is not query.term_weight
+    torch.testing.assert_close(passage.embedding.weight, query.embedding.weight)  # they start equal
+    with torch.no_grad():
+        passage.embedding.weight[1:] += 1.0
+    assert not torch.allclose(passage.embedding.weight, query.embedding.weight)
+    # The copies are saved and loaded under the passage tower's own keys.
+    state = model.state_dict()
+    twin = make_model(seed=1, shared_encoder=False)
+    twin.load_state_dict(state)
+    torch.testing.assert_close(twin.passage_encoder.embedding.weight, passage.embedding.weight)
+    torch.testing.assert_close(twin.query_encoder.embedding.weight, query.embedding.weight)
 
 
 @pytest.mark.parametrize("freeze", [True, False])
@@ -178,7 +194,8 @@ def test_shared_tables_are_saved_once(tmp_path):
     """The word table is named by three keys; the file holds it once (a copy per key, as
     `.cpu()` of CUDA tensors made, tripled model.pt)."""
     vocab, dim = 20_000, 16
-    model = TwoTower(ModelConfig(vocab_size=vocab, embed_dim=dim, hidden_dim=4), torch.randn(vocab, dim))
+    model = TwoTower(ModelConfig(vocab_size=vocab, embed_dim=dim, hidden_dim=4, shared_embeddings=True),
+                     torch.randn(vocab, dim))
     path = tmp_path / "model.pt"
     save_model(model, [f"w{i}" for i in range(vocab)], max_len_query=7, max_len_passage=21, path=path)
     state = torch.load(path, weights_only=True)["state_dict"]

@@ -103,6 +103,7 @@ class ModelParams:
     dropout: float = 0.0
     bidirectional: bool = True
     shared_encoder: bool = False
+    shared_embeddings: bool = False
     freeze_embeddings: bool = False
     pooling: str = "mean"
     loss: str = "infonce"
@@ -130,6 +131,7 @@ class ModelParams:
         check_float("model", "dropout", self.dropout, 0, 1, high_open=True)
         check_bool("model", "bidirectional", self.bidirectional)
         check_bool("model", "shared_encoder", self.shared_encoder)
+        check_bool("model", "shared_embeddings", self.shared_embeddings)
         check_bool("model", "freeze_embeddings", self.freeze_embeddings)
         check_choice("model", "pooling", self.pooling, POOLINGS)
         check_choice("model", "loss", self.loss, LOSSES)
@@ -161,9 +163,11 @@ class TrainParams:
     query_epochs: int = 6
     candidates: str = "teacher"
     candidate_depth: int = 32
+    passage_epochs: int = 8
 
     def validate(self):
         check_int("train", "query_epochs", self.query_epochs, 0)
+        check_int("train", "passage_epochs", self.passage_epochs, 0)
         check_choice("train", "candidates", self.candidates, CANDIDATES)
         check_int("train", "candidate_depth", self.candidate_depth, 2)
         check_float("train", "distill_weight", self.distill_weight, 0, 1)

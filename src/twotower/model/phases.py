@@ -1,12 +1,15 @@
 """The train stage's phases: which ones run, on what, and fitting them in turn.
 
-Up to three phases, each validated every epoch, in this order (their epochs follow each
+Up to four phases, each validated every epoch, in this order (their epochs follow each
 other in the curves; the best epoch of all of them is kept):
 1. `train.ict_epochs` on the inverse-cloze pairs subsample made from unlabelled passages;
 2. `train.query_epochs` on unlabelled real queries: the query tower learns the teacher's
    vector of each query and the teacher's scores over its candidate passages
    (`train.candidates` mines them, `twotower.distill.candidates`), teacher losses only;
-3. `train.epochs` on the labelled train triplets.
+3. `train.epochs` on the labelled train triplets;
+4. `train.passage_epochs`, student mode only: the passage tower alone regressed onto the
+   teacher's vectors of every train and real passage it encoded
+   (`twotower.model.passage_regression`).
 A checkpoint resumes only a run whose params and input files match (`inputs_fingerprint`).
 """
 
@@ -21,20 +24,27 @@ import pandas as pd
 from twotower.data.prepared import load_split
 from twotower.distill.candidates import bm25_candidates, candidate_triplets, teacher_candidates
 from twotower.errors import TwoTowerError
+from twotower.model.passage_regression import passage_targets, regress_passages
 from twotower.model.tokenized import load_tokenized
 from twotower.model.training import SELECT_ON, train
 from twotower.retrieval.dense import Split
 
 
 ICT_PHASE = "inverse-cloze pairs"
+PASSAGE_PHASE = "passage regression"
 
 
 @dataclass(frozen=True)
 class Phase:
     name: str
-    split: Split
-    triplets: pd.DataFrame
+    split: Split | None  # None for the passage phase, which has `targets` instead
+    triplets: pd.DataFrame | None
     params: object  # TrainParams with this phase's epochs
+    targets: object = None  # passage_regression.PassageTargets
+
+    @property
+    def size(self) -> str:
+        return f"{len(self.targets)} passages" if self.targets is not None else f"{len(self.triplets)} triplets"
 
 
 def inputs_fingerprint(param_sections, files) -> str:
@@ -79,9 +89,11 @@ def real_query_triplets(split, prepared, params, bm25_params) -> pd.DataFrame:
 
 
 def plan_phases(params, train_split, triplets, prepared, tokens, triplets_dir, teacher, teacher_dir,
-                bm25_params) -> list[Phase]:
+                bm25_params, passage_tower: bool = False) -> list[Phase]:
     """The phases `params` asks for that have data; a phase without data is skipped with a
-    note, and no phase at all is an error naming the three epoch params."""
+    note, and no phase at all is an error naming the three epoch params. The passage phase
+    needs a model with a passage tower (`passage_tower`) and the teacher's vectors; without a
+    passage tower (teacher mode) it has nothing to train and is left out silently."""
     phases = []
     ict = ict_split(prepared, tokens, teacher) if params.ict_epochs else None
     if ict is not None:
@@ -97,9 +109,26 @@ def plan_phases(params, train_split, triplets, prepared, tokens, triplets_dir, t
                   "data.real_queries: 0): phase skipped")
     if params.epochs:
         phases.append(Phase("labelled triplets", train_split, triplets, params))
+    if params.passage_epochs and passage_tower:
+        phase = passage_phase(params, train_split, prepared, tokens, teacher)
+        if phase is not None:
+            phases.append(phase)
     if not phases:
         raise TwoTowerError("nothing to train: train.epochs, train.query_epochs and train.ict_epochs are all 0")
     return phases
+
+
+def passage_phase(params, train_split, prepared, tokens, teacher) -> Phase | None:
+    """The passage regression phase over the train and real passages the teacher encoded, or
+    None, with a note, when there are none."""
+    splits = [train_split] + ([load_tokenized(prepared, tokens, "real", teacher)]
+                              if teacher and Path(prepared, "real").is_dir() else [])
+    targets = passage_targets(splits) if teacher else None
+    if targets is None or len(targets) == 0:
+        print("note: train.passage_epochs > 0 but the teacher encoded no train or real passages: phase skipped")
+        return None
+    return Phase(PASSAGE_PHASE, None, None, replace(params, epochs=params.passage_epochs, early_stopping=0),
+                 targets=targets)
 
 
 def fit_phases(model, phases: list[Phase], val_split, loss, device, on_epoch, checkpoints: Path,
@@ -108,14 +137,19 @@ def fit_phases(model, phases: list[Phase], val_split, loss, device, on_epoch, ch
     all (numbered across phases) and leaves its weights in the model."""
     best, best_state, offset = None, None, 0
     for number, phase in enumerate(phases):
-        print(f"phase {number + 1}: {phase.name}, {phase.params.epochs} epoch(s), {len(phase.triplets)} triplets")
+        print(f"phase {number + 1}: {phase.name}, {phase.params.epochs} epoch(s), {phase.size}")
 
         def shifted(epoch, figures, offset=offset):
             if on_epoch:
                 on_epoch(offset + epoch, figures)
 
-        found = train(model, phase.split, phase.triplets, val_split, phase.params, loss, device, on_epoch=shifted,
-                      checkpoint=checkpoints / f"phase{number + 1}.pt", fingerprint=fingerprint)
+        checkpoint = checkpoints / f"phase{number + 1}.pt"
+        if phase.targets is not None:
+            found = regress_passages(model, phase.targets, val_split, phase.params, device, on_epoch=shifted,
+                                     checkpoint=checkpoint, fingerprint=fingerprint)
+        else:
+            found = train(model, phase.split, phase.triplets, val_split, phase.params, loss, device, on_epoch=shifted,
+                          checkpoint=checkpoint, fingerprint=fingerprint)
         if best is None or found[SELECT_ON] > best[SELECT_ON]:
             best = {**found, "epoch": offset + found["epoch"]}
             best_state = copy.deepcopy(model.state_dict())

@@ -93,15 +93,16 @@ def sparse_gradients_possible(requested: bool, world_size: int, device) -> bool:
 
 
 def make_optimizers(model, lr: float, sparse_embeddings: bool) -> list[torch.optim.Optimizer]:
-    """Adam for the RNNs and projections, and for the word table and term weights either
-    Adam too or, with `sparse_embeddings`, SparseAdam over sparse row gradients.
+    """Adam for the RNNs and projections, and for the word tables and term weights (the
+    passage tower's own too, when it has them) either Adam too or, with `sparse_embeddings`,
+    SparseAdam over sparse row gradients.
 
     Dense Adam walks every row of the token table (30k WordPiece pieces x 384 by default,
     400k x 50 with GloVe words) and its two moment tables at each step, which costs more than the RNNs on CPU; SparseAdam ("lazy Adam") moves
     only the rows of words in the batch. Call before wrapping the model for DDP, which
     reads the tables' `sparse` flag when it is built.
     """
-    tables = [model.embedding, model.term_weight]
+    tables = [module for module in model.modules() if isinstance(module, torch.nn.Embedding)]
     for table in tables:
         table.sparse = sparse_embeddings
     table_params = [p for table in tables for p in table.parameters() if p.requires_grad]
@@ -258,7 +259,7 @@ def train(model, train_split: Split, triplets: pd.DataFrame, val_split: Split, p
     updates = Updates(optimizers, schedules, trainable, params.grad_clip, params.grad_accum_steps)
     state = {"epoch": 0, "best": None, "best_state": None, "history": []}
     if checkpoint is not None and getattr(params, "resume", True):
-        saved = _load_checkpoint(checkpoint, fingerprint, len(optimizers))
+        saved = load_checkpoint(checkpoint, fingerprint, len(optimizers))
         if saved is not None:
             model.load_state_dict(saved["model"])
             for optimizer, schedule, optimizer_state, schedule_state in zip(
@@ -290,12 +291,12 @@ def train(model, train_split: Split, triplets: pd.DataFrame, val_split: Split, p
             state["best_state"] = copy.deepcopy(model.state_dict())
         state.update(epoch=epoch, best=best)
         if checkpoint is not None and distributed.is_main():
-            _save_checkpoint(checkpoint, fingerprint, state, model, optimizers, schedules, rng)
+            save_checkpoint(checkpoint, fingerprint, state, model, optimizers, schedules, rng)
     model.load_state_dict(state["best_state"])
     return best
 
 
-def _save_checkpoint(path, fingerprint, state, model, optimizers, schedules, rng) -> None:
+def save_checkpoint(path, fingerprint, state, model, optimizers, schedules, rng) -> None:
     from twotower.files import atomic_path
 
     with atomic_path(path) as tmp:
@@ -305,7 +306,7 @@ def _save_checkpoint(path, fingerprint, state, model, optimizers, schedules, rng
                     "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()}, tmp)
 
 
-def _load_checkpoint(path, fingerprint, optimizers: int):
+def load_checkpoint(path, fingerprint, optimizers: int):
     """The saved state, or None when there is none, it belongs to other params or inputs, or
     it holds another number of optimizers (sparse vs dense word-table updates: the same
     params give dense ones under torchrun on GPUs)."""
