@@ -11,24 +11,19 @@ from twotower.model.towers import ModelConfig, TwoTower
 from twotower.model.training import seed_everything
 from twotower.params import TrainParams
 
-from tests.test_training import DIM, VOCAB, make_split
+from tests.test_training import DIM, TEACHER_DIM, VOCAB, make_split
+from tests.test_training import with_teacher as with_seeded_teacher
 
-TEACHER_DIM = 5
 PARAMS = TrainParams(lr=0.01, batch_size=4, epochs=3, seed=0, device="cpu", bucket_size=1)
 
 
 def with_teacher(split, seed=0, missing=()):
-    """`split` with made-up teacher unit vectors; rows in `missing` have none (NaN), as for
+    """`split` with seeded teacher vectors; rows in `missing` have none (NaN), as for
     passages the teacher stage did not encode."""
-    rng = np.random.default_rng(seed)
-
-    def unit(n):
-        v = rng.normal(size=(n, TEACHER_DIM))
-        return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float16)
-
-    passages = unit(len(split.pids))
+    split = with_seeded_teacher(split, seed)
+    passages = split.teacher_passages.copy()
     passages[list(missing)] = np.nan
-    return replace(split, teacher_queries=unit(len(split.qids)), teacher_passages=passages)
+    return replace(split, teacher_passages=passages)
 
 
 def student_model(**overrides):

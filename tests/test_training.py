@@ -230,7 +230,9 @@ DDP_PARAMS = replace(PARAMS, batch_size=3)
 # Every loss listed here is checked under torchrun; `distill:X` is infonce on the labels mixed
 # half and half with the teacher loss X, over made-up teacher vectors (`distill:X:teacher`:
 # with the towers ending in the projection to the teacher's space, `model.output: teacher`).
-DDP_LOSSES = ["triplet", "infonce", "distill:kl", "distill:margin_mse", "distill:cosine", "distill:kl+cosine:teacher"]
+# `passages`: student mode's passage regression phase (`twotower.model.passage_regression`).
+DDP_LOSSES = ["triplet", "infonce", "distill:kl", "distill:margin_mse", "distill:cosine", "distill:kl+cosine:teacher",
+              "passages"]
 TEACHER_DIM = 5
 
 
@@ -247,6 +249,14 @@ def with_teacher(split, seed=7):
 
 def ddp_run(loss: str, device):
     """Train on the tiny split as tests/ddp_worker.py does in each process: (model, figures)."""
+    if loss == "passages":
+        from twotower.model.passage_regression import passage_targets, regress_passages
+
+        model, figures = fresh_model(dropout=0.0, teacher_dim=TEACHER_DIM, output="teacher"), []
+        targets = passage_targets([with_teacher(make_split(0, n_queries=15))])
+        regress_passages(model, targets, make_split(1, n_queries=8), DDP_PARAMS, device,
+                         on_epoch=lambda epoch, f: figures.append(f))
+        return model, figures
     distill, _, output = (loss.removeprefix("distill:").partition(":") if loss.startswith("distill:")
                           else (None, "", ""))
     params = (ModelParams(loss="infonce", distill_loss=distill, output=output or "student") if distill
