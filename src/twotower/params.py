@@ -163,7 +163,7 @@ class TrainParams:
     query_epochs: int = 6
     candidates: str = "teacher"
     candidate_depth: int = 32
-    passage_epochs: int = 8
+    passage_epochs: int = 16
 
     def validate(self):
         check_int("train", "query_epochs", self.query_epochs, 0)
