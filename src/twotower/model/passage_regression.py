@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from twotower.model import distributed
-from twotower.model.training import (SELECT_ON, Updates, epoch_batches, load_checkpoint, make_optimizers,
-                                     save_checkpoint, sparse_gradients_possible, validate)
+from twotower.model.training import (SELECT_ON, Updates, epoch_batches, make_optimizers, resume, save_checkpoint,
+                                     sparse_gradients_possible, validate)
 from twotower.retrieval.dense import Split
 from twotower.text.tokenizers import TokenArrays
 
@@ -92,21 +92,7 @@ def _fit(model, targets, val_split, params, device, on_epoch, checkpoint, finger
     updates = Updates(optimizers, schedules, trainable, params.grad_clip, 1)
     replica = distributed.wrap(model.passage_encoder, device)
     rng = np.random.default_rng(params.seed)
-    state = {"epoch": 0, "best": None, "best_state": None, "history": []}
-    saved = load_checkpoint(checkpoint, fingerprint, len(optimizers)) if checkpoint and params.resume else None
-    if saved is not None:
-        model.load_state_dict(saved["model"])
-        for optimizer, schedule, optimizer_state, schedule_state in zip(
-                optimizers, schedules, saved["optimizers"], saved["schedules"]):
-            optimizer.load_state_dict(optimizer_state)
-            schedule.load_state_dict(schedule_state)
-        rng.bit_generator.state = saved["rng"]
-        torch.set_rng_state(saved["torch_rng"])
-        state = {k: saved[k] for k in state}
-        print(f"resuming from {checkpoint} after epoch {state['epoch']}")
-        for epoch, figures in state["history"]:
-            if on_epoch:
-                on_epoch(epoch, figures)
+    state = resume(checkpoint if params.resume else None, fingerprint, model, optimizers, schedules, rng, on_epoch)
     vectors = torch.as_tensor(targets.vectors, device=device)
     for epoch in range(state["epoch"] + 1, params.epochs + 1):
         batches = epoch_batches(rng.permutation(len(targets)), targets.passages.lengths, params.batch_size,

@@ -257,22 +257,8 @@ def train(model, train_split: Split, triplets: pd.DataFrame, val_split: Split, p
         0.5 * (1 + math.cos(math.pi * update / total_updates)) if params.lr_schedule == "cosine" else 1.0))
         for optimizer in optimizers]
     updates = Updates(optimizers, schedules, trainable, params.grad_clip, params.grad_accum_steps)
-    state = {"epoch": 0, "best": None, "best_state": None, "history": []}
-    if checkpoint is not None and getattr(params, "resume", True):
-        saved = load_checkpoint(checkpoint, fingerprint, len(optimizers))
-        if saved is not None:
-            model.load_state_dict(saved["model"])
-            for optimizer, schedule, optimizer_state, schedule_state in zip(
-                    optimizers, schedules, saved["optimizers"], saved["schedules"]):
-                optimizer.load_state_dict(optimizer_state)
-                schedule.load_state_dict(schedule_state)
-            rng.bit_generator.state = saved["rng"]
-            torch.set_rng_state(saved["torch_rng"])
-            state = {k: saved[k] for k in state}
-            print(f"resuming from {checkpoint} after epoch {state['epoch']}")
-            for epoch, figures in state["history"]:
-                if on_epoch:
-                    on_epoch(epoch, figures)
+    state = resume(checkpoint if getattr(params, "resume", True) else None, fingerprint, model, optimizers,
+                   schedules, rng, on_epoch)
     best = state["best"]
     for epoch in range(state["epoch"] + 1, params.epochs + 1):
         if best is not None and params.early_stopping and epoch - 1 - best["epoch"] >= params.early_stopping:
@@ -304,6 +290,28 @@ def save_checkpoint(path, fingerprint, state, model, optimizers, schedules, rng)
                     "optimizers": [o.state_dict() for o in optimizers],
                     "schedules": [s.state_dict() for s in schedules],
                     "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()}, tmp)
+
+
+def resume(checkpoint, fingerprint, model, optimizers, schedules, rng, on_epoch) -> dict:
+    """The training state to start from: a fresh one, or the one saved at `checkpoint` when
+    it matches (`load_checkpoint`), loaded into the model, optimizers, schedules and random
+    generators, its epochs' figures replayed to `on_epoch`."""
+    state = {"epoch": 0, "best": None, "best_state": None, "history": []}
+    saved = load_checkpoint(checkpoint, fingerprint, len(optimizers)) if checkpoint is not None else None
+    if saved is None:
+        return state
+    model.load_state_dict(saved["model"])
+    for optimizer, schedule, optimizer_state, schedule_state in zip(
+            optimizers, schedules, saved["optimizers"], saved["schedules"]):
+        optimizer.load_state_dict(optimizer_state)
+        schedule.load_state_dict(schedule_state)
+    rng.bit_generator.state = saved["rng"]
+    torch.set_rng_state(saved["torch_rng"])
+    print(f"resuming from {checkpoint} after epoch {saved['epoch']}")
+    for epoch, figures in saved["history"]:
+        if on_epoch:
+            on_epoch(epoch, figures)
+    return {k: saved[k] for k in state}
 
 
 def load_checkpoint(path, fingerprint, optimizers: int):
