@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from twotower.model import distributed
-from twotower.model.training import (SELECT_ON, Updates, epoch_batches, make_optimizers, resume, save_checkpoint,
-                                     sparse_gradients_possible, validate)
+from twotower.model.training import (Updates, end_epoch, epoch_batches, make_optimizers, resume, save_checkpoint,
+                                     sparse_gradients_possible)
 from twotower.retrieval.dense import Split
 from twotower.text.tokenizers import TokenArrays
 
@@ -82,8 +82,6 @@ def regress_passages(model, targets: PassageTargets, val_split: Split, params, d
 
 
 def _fit(model, targets, val_split, params, device, on_epoch, checkpoint, fingerprint) -> dict:
-    import copy
-
     model.to(device)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizers = make_optimizers(model, params.lr,
@@ -99,16 +97,9 @@ def _fit(model, targets, val_split, params, device, on_epoch, checkpoint, finger
                                 params.bucket_size, rng)
         mean_loss = _epoch(replica, model.to_teacher, targets, vectors, batches, updates, device,
                            desc=f"passages {epoch}/{params.epochs}")
-        figures = {"loss": mean_loss, **validate(model, val_split, params.val_depth, params.val_batch_size, device)}
-        if on_epoch:
-            on_epoch(epoch, figures)
-        state["history"].append((epoch, figures))
-        if state["best"] is None or figures[SELECT_ON] > state["best"][SELECT_ON]:
-            state["best"] = {"epoch": epoch, **figures}
-            state["best_state"] = copy.deepcopy(model.state_dict())
-        state["epoch"] = epoch
-        if checkpoint is not None and distributed.is_main():
-            save_checkpoint(checkpoint, fingerprint, state, model, optimizers, schedules, rng)
+        end_epoch(model, state, epoch, mean_loss, val_split, params, device, on_epoch,
+                  save=checkpoint and (lambda: save_checkpoint(checkpoint, fingerprint, state, model, optimizers,
+                                                               schedules, rng)))
     if state["best_state"] is not None:
         model.load_state_dict(state["best_state"])
     return state["best"]

@@ -99,9 +99,11 @@ def plan_phases(params, train_split, triplets, prepared, tokens, triplets_dir, t
     if ict is not None:
         phases.append(Phase(ICT_PHASE, ict, pd.read_parquet(Path(triplets_dir, "ict.parquet")),
                             replace(params, epochs=params.ict_epochs, early_stopping=0)))
+    regress = bool(params.passage_epochs and passage_tower)
+    real = (load_tokenized(prepared, tokens, "real", teacher_dir)  # read once, for either phase
+            if (params.query_epochs or regress) and Path(prepared, "real").is_dir() else None)
     if params.query_epochs:
-        if Path(prepared, "real").is_dir():
-            real = load_tokenized(prepared, tokens, "real", teacher_dir)
+        if real is not None:
             phases.append(Phase("real queries", real, real_query_triplets(real, prepared, params, bm25_params),
                                 replace(params, epochs=params.query_epochs, early_stopping=0)))
         else:
@@ -109,8 +111,8 @@ def plan_phases(params, train_split, triplets, prepared, tokens, triplets_dir, t
                   "data.real_queries: 0): phase skipped")
     if params.epochs:
         phases.append(Phase("labelled triplets", train_split, triplets, params))
-    if params.passage_epochs and passage_tower:
-        phase = passage_phase(params, train_split, prepared, tokens, teacher)
+    if regress:
+        phase = passage_phase(params, [split for split in (train_split, real) if split is not None])
         if phase is not None:
             phases.append(phase)
     if not phases:
@@ -118,13 +120,11 @@ def plan_phases(params, train_split, triplets, prepared, tokens, triplets_dir, t
     return phases
 
 
-def passage_phase(params, train_split, prepared, tokens, teacher) -> Phase | None:
-    """The passage regression phase over the train and real passages the teacher encoded, or
-    None, with a note, when there are none."""
-    splits = [train_split] + ([load_tokenized(prepared, tokens, "real", teacher)]
-                              if teacher and Path(prepared, "real").is_dir() else [])
-    targets = passage_targets(splits) if teacher else None
-    if targets is None or len(targets) == 0:
+def passage_phase(params, splits: list[Split]) -> Phase | None:
+    """The passage regression phase over the passages of `splits` (train, and real when
+    there is one) that the teacher encoded, or None, with a note, when there are none."""
+    targets = passage_targets(splits)
+    if len(targets) == 0:
         print("note: train.passage_epochs > 0 but the teacher encoded no train or real passages: phase skipped")
         return None
     return Phase(PASSAGE_PHASE, None, None, replace(params, epochs=params.passage_epochs, early_stopping=0),

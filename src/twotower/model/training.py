@@ -259,8 +259,8 @@ def train(model, train_split: Split, triplets: pd.DataFrame, val_split: Split, p
     updates = Updates(optimizers, schedules, trainable, params.grad_clip, params.grad_accum_steps)
     state = resume(checkpoint if getattr(params, "resume", True) else None, fingerprint, model, optimizers,
                    schedules, rng, on_epoch)
-    best = state["best"]
     for epoch in range(state["epoch"] + 1, params.epochs + 1):
+        best = state["best"]
         if best is not None and params.early_stopping and epoch - 1 - best["epoch"] >= params.early_stopping:
             print(f"early stopping: no better validation {SELECT_ON} since epoch {best['epoch']}")
             break
@@ -268,18 +268,28 @@ def train(model, train_split: Split, triplets: pd.DataFrame, val_split: Split, p
                                 params.bucket_size, rng)
         mean_loss = _train_epoch(replica, train_split, rows3, batches, loss, updates, device,
                                  desc=f"epoch {epoch}/{params.epochs}")
-        figures = {"loss": mean_loss, **validate(model, val_split, params.val_depth, params.val_batch_size, device)}
-        if on_epoch:
-            on_epoch(epoch, figures)
-        state["history"].append((epoch, figures))
-        if best is None or figures[SELECT_ON] > best[SELECT_ON]:
-            best = {"epoch": epoch, **figures}
-            state["best_state"] = copy.deepcopy(model.state_dict())
-        state.update(epoch=epoch, best=best)
-        if checkpoint is not None and distributed.is_main():
-            save_checkpoint(checkpoint, fingerprint, state, model, optimizers, schedules, rng)
+        end_epoch(model, state, epoch, mean_loss, val_split, params, device, on_epoch,
+                  save=checkpoint and (lambda: save_checkpoint(checkpoint, fingerprint, state, model, optimizers,
+                                                               schedules, rng)))
     model.load_state_dict(state["best_state"])
-    return best
+    return state["best"]
+
+
+def end_epoch(model, state: dict, epoch: int, mean_loss: float, val_split: Split, params, device, on_epoch,
+              save=None) -> None:
+    """What follows each epoch's steps, in every training loop: validate, report to
+    `on_epoch`, keep the weights if the epoch is the best so far (by `SELECT_ON`), record it
+    in `state` and, in the main process, `save()` the checkpoint."""
+    figures = {"loss": mean_loss, **validate(model, val_split, params.val_depth, params.val_batch_size, device)}
+    if on_epoch:
+        on_epoch(epoch, figures)
+    state["history"].append((epoch, figures))
+    if state["best"] is None or figures[SELECT_ON] > state["best"][SELECT_ON]:
+        state["best"] = {"epoch": epoch, **figures}
+        state["best_state"] = copy.deepcopy(model.state_dict())
+    state["epoch"] = epoch
+    if save and distributed.is_main():
+        save()
 
 
 def save_checkpoint(path, fingerprint, state, model, optimizers, schedules, rng) -> None:
