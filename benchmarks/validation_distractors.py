@@ -10,23 +10,15 @@ and with the feedback of params.yaml. Run it after `dvc exp apply NAME` for each
 """
 
 import argparse
+from dataclasses import replace
 
 import numpy as np
 
 from twotower.evaluation.metrics import evaluate_run
 from twotower.model.tokenized import load_tokenized
 from twotower.model.towers import load_model
-from twotower.params import load_section
-from twotower.retrieval.dense import embed, to_run, top_k
-from twotower.retrieval.feedback import expand
-
-
-def ndcg_at_10(split, query_vectors, passage_vectors, pids, feedback=None) -> float:
-    if feedback is not None:
-        query_vectors = expand(query_vectors, lambda q, k: top_k(q, passage_vectors, k),
-                               lambda rows: passage_vectors[rows], feedback)
-    scores, rows = top_k(query_vectors, passage_vectors, 100)
-    return evaluate_run(to_run(split.qids, pids, scores, rows), split.qrels, ["nDCG@10"])["nDCG@10"]
+from twotower.params import FeedbackParams, load_section
+from twotower.retrieval.dense import embed, rank
 
 
 def main(argv=None):
@@ -44,14 +36,16 @@ def main(argv=None):
     passages = (split.teacher_passages.astype(np.float32) if model.teacher_passages else
                 embed(model.encode_passages, split.passages.ids, split.passages.lengths, 512, "cpu",
                       desc="passages"))
-    queries = embed(model.encode_queries, split.queries.ids, split.queries.lengths, 512, "cpu", desc="queries")
     judged = np.isin(split.pids.astype(str), split.qrels["pid"].astype(str).unique())
     print(f"validation: {len(split.qids)} queries; {len(split.pids)} passages, {int(judged.sum())} of them judged")
     print(f"{'pool':<16} {'nDCG@10':>8} {'with feedback':>14}")
     for name, keep in (("all", np.ones(len(judged), dtype=bool)), ("judged only", judged)):
-        vectors, pids = passages[keep], split.pids[keep]
-        print(f"{name:<16} {ndcg_at_10(split, queries, vectors, pids):8.4f} "
-              f"{ndcg_at_10(split, queries, vectors, pids, feedback if feedback.depth else None):14.4f}")
+        pool = replace(split, pids=split.pids[keep])  # rank reads the pids and the vectors given here
+        figures = [evaluate_run(rank(model, pool, depth=100, batch_size=512, device="cpu",
+                                     passage_vectors=passages[keep], feedback=setting),
+                                split.qrels, ["nDCG@10"])["nDCG@10"]
+                   for setting in (FeedbackParams(depth=0), feedback)]
+        print(f"{name:<16} {figures[0]:8.4f} {figures[1]:14.4f}")
 
 
 if __name__ == "__main__":
