@@ -26,15 +26,21 @@ from twotower.param_rules import check_params_file
 from twotower.params import load_section
 from twotower.data.prepared import SPLITS, load_split, write_split
 from twotower.data.raw import check_raw, read_collection
-from twotower.data.unlabelled import exclude, read_real_queries, real_query_split, sample
+from twotower.data.unlabelled import exclude, exclude_passages, read_real_queries, real_query_split, sample
 
 
-def unlabelled_passages(raw_dir, seed: int):
-    """The collection's passages in a seeded order (distractors first, then candidates), or
-    None without a collection.parquet."""
+def unlabelled_passages(raw_dir, seed: int, evaluated):
+    """The collection's passages in a seeded order (distractors first, then candidates), less
+    any passage of the `evaluated` splits (validation and test pools: see
+    `unlabelled.exclude_passages`), or None without a collection.parquet."""
     if not (Path(raw_dir) / "collection.parquet").is_file():
         return None
-    return read_collection(raw_dir).sample(frac=1.0, random_state=seed).reset_index(drop=True)
+    collection = read_collection(raw_dir).sample(frac=1.0, random_state=seed).reset_index(drop=True)
+    kept = exclude_passages(collection, *evaluated)
+    if len(kept) < len(collection):
+        print(f"collection: {len(collection) - len(kept)} of its {len(collection)} passages left out: "
+              "they are validation or test passages")
+    return kept
 
 
 @exit_on_error
@@ -59,9 +65,13 @@ def main(argv=None):
             for reason, count in sorted(summary.cleaned.items()):
                 if count:
                     print(f"{split}: cleaned {count} {reason}")
-        collection = unlabelled_passages(params.raw_dir, params.seed)
         if params.validation == "trec":
             train, validation = hold_out(load_split(out, "train"), params.val_queries, params.seed)
+        else:
+            validation = load_split(out, "validation")
+        test = load_split(out, "test")
+        collection = unlabelled_passages(params.raw_dir, params.seed, (validation, test))
+        if params.validation == "trec":
             distractors = collection.iloc[: params.val_distractors] if collection is not None else None
             if distractors is not None:
                 validation = add_distractors(validation, distractors)
@@ -88,7 +98,7 @@ def main(argv=None):
             print(f"note: no {Path(params.raw_dir) / 'queries.parquet'}: training without real queries")
         if params.ict_passages:
             passages, source = pseudo_query_passages(params.raw_dir, out / "train" / "passages.parquet",
-                                                     params.ict_passages, params.seed)
+                                                     params.ict_passages, params.seed, (validation, test))
             if source == "train":
                 print(f"note: no collection.parquet in {params.raw_dir}: the inverse-cloze pairs are made "
                       "from the train split's passages")

@@ -91,7 +91,7 @@ def main(argv=None):
           f"{sum(p.numel() for p in model.parameters() if p.requires_grad)} trainable parameters")
 
     phases = plan_phases(train_params, train_split, triplets, args.prepared, args.tokens, args.triplets,
-                         teacher, args.teacher, bm25_params, passage_tower=regress)
+                         teacher, args.teacher, bm25_params, passage_tower=regress, held_out_pids=val_split.pids)
     fingerprint = run_fingerprint([asdict(model_params), asdict(train_params), asdict(tokenize_params)],
                                   args.tokens, args.triplets, phases, teacher)
     checkpoints = Path(args.checkpoints)

@@ -13,6 +13,7 @@ import yaml
 from tiny_data import make_tiny_msmarco, msmarco_table
 
 from twotower.data.ict import inverse_cloze_pairs, pseudo_query_passages, sample_passages
+from twotower.data.prepared import SplitTables
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
@@ -44,6 +45,11 @@ def test_pseudo_query_passages_come_from_the_collection_else_from_train(tmp_path
         tmp_path / "collection.parquet", index=False)
     passages, source = pseudo_query_passages(tmp_path, tmp_path / "train_passages.parquet", 5, seed=0)
     assert source == "collection" and list(passages["pid"]) == ["c1", "c2"]
+    validation = SplitTables(pd.DataFrame({"qid": [], "text": []}), pd.DataFrame({"pid": ["c1"], "text": ["x"]}),
+                             pd.DataFrame({"qid": [], "pid": [], "relevance": [], "selected": []}))
+    passages, _ = pseudo_query_passages(tmp_path, tmp_path / "train_passages.parquet", 5, seed=0,
+                                        evaluated=(validation,))
+    assert list(passages["pid"]) == ["c2"]  # a validation or test passage never becomes a pair
     (tmp_path / "collection.parquet").unlink()
     passages, source = pseudo_query_passages(tmp_path, tmp_path / "train_passages.parquet", 5, seed=0)
     assert source == "train" and len(passages) == 5 and passages["pid"].str.startswith("p").all()

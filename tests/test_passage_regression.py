@@ -50,6 +50,15 @@ def test_targets_are_the_passages_the_teacher_encoded_from_every_split():
     assert not np.isnan(targets.vectors).any()
 
 
+def test_targets_leave_out_the_held_out_passages():
+    split = with_teacher(make_split(0))
+    held_out = split.pids[[2, 5]]
+    targets = passage_targets([split], held_out_pids=held_out)
+    keep = [i for i in range(len(split.pids)) if i not in (2, 5)]
+    assert len(targets) == len(keep)
+    np.testing.assert_array_equal(targets.vectors, split.teacher_passages[keep].astype(np.float32))
+
+
 def test_only_the_passage_tower_moves_and_it_moves_toward_the_teacher(tmp_path):
     split = with_teacher(make_split(0))
     targets = passage_targets([split])

@@ -5,7 +5,10 @@ import pytest
 
 from twotower.errors import TwoTowerError
 from twotower.data.prepared import SplitTables
-from twotower.data.unlabelled import exclude, read_real_queries, real_query_split, sample
+from twotower.data.prepared import load_split
+from twotower.data.unlabelled import exclude, exclude_passages, read_real_queries, real_query_split, sample
+
+from tiny_data import make_tiny_msmarco
 
 
 def write_queries(folder, **columns):
@@ -84,6 +87,60 @@ def test_exclude_by_id_and_by_case_and_space_insensitive_text():
 def test_exclude_with_nothing_in_common_keeps_all():
     real = pd.DataFrame({"qid": ["1", "2"], "text": ["alpha", "beta"]})
     pd.testing.assert_frame_equal(exclude(real, split_of(["9"], ["gamma"])), real)
+
+
+def pool_of(pids, texts):
+    return SplitTables(pd.DataFrame({"qid": [], "text": []}), pd.DataFrame({"pid": pids, "text": texts}),
+                       pd.DataFrame({"qid": [], "pid": [], "relevance": [], "selected": []}))
+
+
+def test_exclude_passages_by_id_and_by_text_keeping_order():
+    collection = pd.DataFrame({"pid": ["c5", "c1", "v1", "c3", "c4"],
+                               "text": ["five", "the test passage ", "anything", "three", "four"]})
+    validation = pool_of(["v1", "v2"], ["a validation passage", "four"])
+    test = pool_of(["t1"], ["the test passage"])
+    out = exclude_passages(collection, validation, test)
+    # v1 by its id, c1 and c4 by their text (other ids, spaces aside).
+    assert out.to_dict("list") == {"pid": ["c5", "c3"], "text": ["five", "three"]}
+    assert list(out.index) == [0, 1]
+    pd.testing.assert_frame_equal(exclude_passages(collection), collection)
+
+
+def test_subsample_keeps_validation_and_test_passages_out_of_the_unlabelled_ones(tmp_path):
+    """The collection holds passages of the validation and test pools (the real one holds
+    most of the held-out TREC-DL queries' judged passages): none of them may become a real
+    query's candidate or a distractor, whatever the split it came from."""
+    import yaml
+
+    from stages import subsample
+
+    raw = make_tiny_msmarco(tmp_path / "raw", n_real=12)
+    train = pq.read_table(raw / "train.parquet").to_pylist()
+    test = pq.read_table(raw / "test.parquet").to_pylist()
+    copies = ([(str(pid), text) for row in train for pid, text in zip(row["passages"]["passage_id"],
+                                                                       row["passages"]["passage_text"])]
+              + [(f"copy{i}", text) for i, row in enumerate(test) for text in row["passages"]["passage_text"][:2]])
+    collection = pq.read_table(raw / "collection.parquet").to_pandas()
+    collection = pd.concat([collection, pd.DataFrame(copies, columns=["passage_id", "passage_text"])],
+                           ignore_index=True)
+    collection.to_parquet(raw / "collection.parquet", index=False)
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"data": {"raw_dir": str(raw), "val_queries": 4, "val_distractors": 20,
+                                               "real_queries": 12, "candidate_passages": 100_000}}))
+    out = tmp_path / "prepared"
+    subsample.main(["--params", str(params), "--out", str(out)])
+
+    validation, test_split, real = (load_split(out, name) for name in ("validation", "test", "real"))
+    judged = set(validation.qrels["pid"])
+    held_out_texts = set(validation.passages.loc[validation.passages["pid"].isin(judged), "text"])
+    test_texts = set(test_split.passages["text"])
+    distractors = validation.passages[~validation.passages["pid"].isin(judged)]
+    assert len(distractors) == 20 and len(real.passages) > 0
+    for unlabelled in (distractors, real.passages):
+        assert not set(unlabelled["pid"]) & (judged | set(test_split.passages["pid"]))
+        assert not set(unlabelled["text"]) & (held_out_texts | test_texts)
+    # Train passages are not held out: the kept training queries' copies are still candidates.
+    assert set(real.passages["pid"]) & set(load_split(out, "train").passages["pid"])
 
 
 def test_sample_at_least_len_keeps_all_in_order():

@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from twotower.data.prepared import SplitTables, streamed, table_rows
 from twotower.data.raw import read_collection
+from twotower.data.unlabelled import exclude_passages
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
@@ -66,10 +67,12 @@ def sample_passages(path, n: int, seed: int, batch_size: int = 8192) -> pd.DataF
     return pd.concat(parts, ignore_index=True)
 
 
-def pseudo_query_passages(raw_dir, train_passages, n: int, seed: int) -> tuple[pd.DataFrame, str]:
+def pseudo_query_passages(raw_dir, train_passages, n: int, seed: int,
+                          evaluated: tuple[SplitTables, ...] = ()) -> tuple[pd.DataFrame, str]:
     """The passages to make inverse-cloze pairs from, and where they came from: every
-    passage of `{raw_dir}/collection.parquet` when there is one, else `n` seeded passages of
-    the prepared `train_passages` table (`source` is then "train")."""
+    passage of `{raw_dir}/collection.parquet` when there is one, less those of the
+    `evaluated` splits (validation and test), else `n` seeded passages of the prepared
+    `train_passages` table (`source` is then "train")."""
     if (Path(raw_dir) / "collection.parquet").is_file():
-        return read_collection(raw_dir), "collection"
+        return exclude_passages(read_collection(raw_dir), *evaluated), "collection"
     return sample_passages(train_passages, n, seed), "train"

@@ -49,6 +49,20 @@ def exclude(queries: pd.DataFrame, *splits: SplitTables) -> pd.DataFrame:
     return queries[keep].reset_index(drop=True)
 
 
+def exclude_passages(passages: pd.DataFrame, *splits: SplitTables) -> pd.DataFrame:
+    """`passages` without any whose id or text is a passage of `splits`, order kept.
+
+    The collection holds passages of the TREC-DL pools (about 2,450 of the 2,542 judged
+    validation passages are in it). As a real query's candidate, a distractor or a
+    pseudo-query passage, such a passage would be fitted to the teacher's vector in training,
+    and validation would then score how well training memorised its own pool.
+    """
+    ids = set().union(*(set(s.passages["pid"].astype(str)) for s in splits))
+    texts = set().union(*(set(s.passages["text"].str.strip()) for s in splits))
+    keep = ~passages["pid"].astype(str).isin(ids) & ~passages["text"].str.strip().isin(texts)
+    return passages[keep].reset_index(drop=True)
+
+
 def sample(frame: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
     """Up to `n` rows of `frame`, a seeded choice kept in the frame's order."""
     if n >= len(frame):

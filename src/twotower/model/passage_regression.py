@@ -38,15 +38,19 @@ class PassageTargets:
         return len(self.vectors)
 
 
-def passage_targets(splits: list[Split]) -> PassageTargets:
+def passage_targets(splits: list[Split], held_out_pids=()) -> PassageTargets:
     """The passages of `splits` that have a teacher vector (the teacher encodes only those
-    that training uses), gathered into one table."""
+    that training uses), gathered into one table, less `held_out_pids` (the validation
+    pool's: a held-out query's passage stays in the train split when a training query
+    judged it too, `data.holdout`)."""
     ids, lengths, vectors = [], [], []
     width = max((split.passages.ids.shape[1] for split in splits), default=1)
+    held_out = np.asarray(list(held_out_pids), dtype=str)
     for split in splits:
         if split.teacher_passages is None:
             continue
-        rows = np.flatnonzero(~np.isnan(split.teacher_passages[:, 0]))
+        rows = np.flatnonzero(~np.isnan(split.teacher_passages[:, 0])
+                              & ~np.isin(np.asarray(split.pids, dtype=str), held_out))
         block = np.asarray(split.passages.ids[rows])
         ids.append(np.pad(block, ((0, 0), (0, width - block.shape[1]))))
         lengths.append(split.passages.lengths[rows])

@@ -89,11 +89,12 @@ def real_query_triplets(split, prepared, params, bm25_params) -> pd.DataFrame:
 
 
 def plan_phases(params, train_split, triplets, prepared, tokens, triplets_dir, teacher, teacher_dir,
-                bm25_params, passage_tower: bool = False) -> list[Phase]:
+                bm25_params, passage_tower: bool = False, held_out_pids=()) -> list[Phase]:
     """The phases `params` asks for that have data; a phase without data is skipped with a
     note, and no phase at all is an error naming the three epoch params. The passage phase
     needs a model with a passage tower (`passage_tower`) and the teacher's vectors; without a
-    passage tower (teacher mode) it has nothing to train and is left out silently."""
+    passage tower (teacher mode) it has nothing to train and is left out silently. It never
+    fits a passage of `held_out_pids` (validation's)."""
     phases = []
     ict = ict_split(prepared, tokens, teacher) if params.ict_epochs else None
     if ict is not None:
@@ -112,7 +113,7 @@ def plan_phases(params, train_split, triplets, prepared, tokens, triplets_dir, t
     if params.epochs:
         phases.append(Phase("labelled triplets", train_split, triplets, params))
     if regress:
-        phase = passage_phase(params, [split for split in (train_split, real) if split is not None])
+        phase = passage_phase(params, [split for split in (train_split, real) if split is not None], held_out_pids)
         if phase is not None:
             phases.append(phase)
     if not phases:
@@ -120,10 +121,11 @@ def plan_phases(params, train_split, triplets, prepared, tokens, triplets_dir, t
     return phases
 
 
-def passage_phase(params, splits: list[Split]) -> Phase | None:
+def passage_phase(params, splits: list[Split], held_out_pids=()) -> Phase | None:
     """The passage regression phase over the passages of `splits` (train, and real when
-    there is one) that the teacher encoded, or None, with a note, when there are none."""
-    targets = passage_targets(splits)
+    there is one) that the teacher encoded, less `held_out_pids`, or None, with a note,
+    when there are none."""
+    targets = passage_targets(splits, held_out_pids)
     if len(targets) == 0:
         print("note: train.passage_epochs > 0 but the teacher encoded no train or real passages: phase skipped")
         return None
