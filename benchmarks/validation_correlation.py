@@ -39,6 +39,7 @@ CONFIGS = {
     "gru-seed-7": ["model.rnn_type=GRU", "train.seed=7"],
     "lr-0.0005-seed-7": ["train.lr=0.0005", "train.seed=7"],
     "bm25-candidates-seed-7": ["train.candidates=bm25", "train.seed=7"],
+    "distill-0.9-seed-7": ["train.distill_weight=0.9", "train.seed=7"],
 }
 
 
