@@ -159,7 +159,7 @@ class TrainParams:
     device: str = "auto"
     val_depth: int = 100
     val_batch_size: int = 512
-    distill_weight: float = 0.5
+    distill_weight: float = 0.9
     query_epochs: int = 6
     candidates: str = "teacher"
     candidate_depth: int = 32
@@ -245,7 +245,7 @@ class HybridParams:
 
     method: str = "weighted"
     rrf_k: int = 60
-    weight: float = 0.9
+    weight: float = 0.8
     depth: int = 1000
 
     def validate(self):
