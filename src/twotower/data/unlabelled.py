@@ -43,10 +43,7 @@ def read_real_queries(raw_dir) -> pd.DataFrame | None:
 def exclude(queries: pd.DataFrame, *splits: SplitTables) -> pd.DataFrame:
     """`queries` without any whose id or lowercased text is a query of `splits`: the real
     queries must never repeat a training, validation or test query."""
-    ids = set().union(*(set(s.queries["qid"].astype(str)) for s in splits))
-    texts = set().union(*(set(s.queries["text"].str.strip().str.lower()) for s in splits))
-    keep = ~queries["qid"].isin(ids) & ~queries["text"].str.strip().str.lower().isin(texts)
-    return queries[keep].reset_index(drop=True)
+    return _without(queries, "qid", [s.queries for s in splits], lambda texts: texts.str.strip().str.lower())
 
 
 def exclude_passages(passages: pd.DataFrame, *splits: SplitTables) -> pd.DataFrame:
@@ -57,10 +54,16 @@ def exclude_passages(passages: pd.DataFrame, *splits: SplitTables) -> pd.DataFra
     pseudo-query passage, such a passage would be fitted to the teacher's vector in training,
     and validation would then score how well training memorised its own pool.
     """
-    ids = set().union(*(set(s.passages["pid"].astype(str)) for s in splits))
-    texts = set().union(*(set(s.passages["text"].str.strip()) for s in splits))
-    keep = ~passages["pid"].astype(str).isin(ids) & ~passages["text"].str.strip().isin(texts)
-    return passages[keep].reset_index(drop=True)
+    return _without(passages, "pid", [s.passages for s in splits], lambda texts: texts.str.strip())
+
+
+def _without(frame: pd.DataFrame, id_column: str, others: list[pd.DataFrame], normalise) -> pd.DataFrame:
+    """Rows of `frame` whose id is in no frame of `others` and whose `normalise`d text is in
+    none of theirs, in order, reindexed."""
+    ids = set().union(*(set(other[id_column].astype(str)) for other in others))
+    texts = set().union(*(set(normalise(other["text"])) for other in others))
+    keep = ~frame[id_column].astype(str).isin(ids) & ~normalise(frame["text"]).isin(texts)
+    return frame[keep].reset_index(drop=True)
 
 
 def sample(frame: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
