@@ -9,7 +9,7 @@ of each query to its nearest collection passages (the real split's candidates, w
 teacher stage encoded) and how many lie above 0.5 and 0.6. The test queries are encoded here
 by the teacher, for this measurement only.
 
-    python benchmarks/collection_neighbours.py [--teacher data/teacher] [--prepared data/prepared]
+    python benchmarks/collection_neighbours.py [--teacher data/teacher] [--prepared data/prepared] [--params params.yaml]
 """
 
 import argparse
@@ -17,9 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
-
-from twotower.distill.teacher import default_teacher_dir, encode_texts, load_teacher
+from twotower.distill.teacher import encode_texts, load_teacher, teacher_dir
+from twotower.params import load_section
 
 
 def neighbourhood(queries: np.ndarray, passages: np.ndarray) -> dict:
@@ -41,17 +40,20 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--teacher", default="data/teacher")
     parser.add_argument("--prepared", default="data/prepared")
+    parser.add_argument("--params", default="params.yaml", help="its teacher section names the teacher")
     parser.add_argument("--real-sample", type=int, default=200, help="real queries to compare with (seeded sample)")
     args = parser.parse_args(argv)
 
-    teacher_dir = Path(args.teacher)
-    passages = unit_rows(teacher_dir / "real" / "passages.npy")
-    sets = {"train": unit_rows(teacher_dir / "train" / "queries.npy"),
-            "validation": unit_rows(teacher_dir / "validation" / "queries.npy")}
+    folder = Path(args.teacher)
+    passages = unit_rows(folder / "real" / "passages.npy")
+    sets = {"train": unit_rows(folder / "train" / "queries.npy"),
+            "validation": unit_rows(folder / "validation" / "queries.npy")}
     test = pd.read_parquet(Path(args.prepared, "test", "queries.parquet"))
-    teacher = load_teacher(default_teacher_dir(), torch.device("cpu"), 128)
-    sets["test"] = np.asarray(encode_texts(teacher, test["text"].tolist(), 64), dtype=np.float32)
-    real = unit_rows(teacher_dir / "real" / "queries.npy")
+    teacher_params = load_section("teacher", args.params)
+    teacher = load_teacher(teacher_dir(teacher_params.model), "cpu", teacher_params.max_seq_length)
+    sets["test"] = np.asarray(encode_texts(teacher, test["text"].tolist(), teacher_params.query_batch_size),
+                              dtype=np.float32)
+    real = unit_rows(folder / "real" / "queries.npy")
     sample = np.random.default_rng(0).choice(len(real), min(args.real_sample, len(real)), replace=False)
     sets[f"real ({len(sample)})"] = real[sample]
 
