@@ -5,8 +5,10 @@ Keeps a seeded fraction `data.subsample` of each split's queries (test whole unl
 dropped row and every cleaned text by reason. The raw files are streamed in record batches
 (`twotower.data.prepare.prepare_split`), so memory stays bounded whatever their size.
 With `data.validation: trec` the validation split is `data.val_queries` graded queries held
-out of the train split, over their pools plus `data.val_distractors` unlabelled passages
-(`twotower.data.holdout`). With `data.real_queries > 0` and a `queries.parquet`, it writes a
+out of the train split, over their pools plus `data.val_distractors` unlabelled passages,
+taken first from the collection passages BM25 ranks in each held-out query's top
+`data.val_neighbours` (with the `bm25` section's scoring); none of those neighbours is
+trained on (`twotower.data.holdout`). With `data.real_queries > 0` and a `queries.parquet`, it writes a
 `real` split: unlabelled real queries and `data.candidate_passages` collection passages
 (`twotower.data.unlabelled`). With `data.ict_passages > 0` it also writes an `ict` split of
 inverse-cloze pairs made from the unlabelled `collection.parquet`, or, when the raw folder
@@ -20,7 +22,7 @@ from pathlib import Path
 from twotower.data.prepare import prepare_split
 from twotower.errors import exit_on_error
 from twotower.files import atomic_path
-from twotower.data.holdout import add_distractors, hold_out
+from twotower.data.holdout import add_distractors, hold_out, nearest_passages, split_collection
 from twotower.data.ict import inverse_cloze_pairs, pseudo_query_passages
 from twotower.param_rules import check_params_file
 from twotower.params import load_section
@@ -50,6 +52,7 @@ def main(argv=None):
     parser.add_argument("--out", default="data/prepared")
     args = parser.parse_args(argv)
     params = load_section("data", args.params)
+    bm25 = load_section("bm25", args.params)
     check_params_file(args.params)
     check_raw(params.raw_dir)
 
@@ -72,10 +75,15 @@ def main(argv=None):
         test = load_split(out, "test")
         collection = unlabelled_passages(params.raw_dir, params.seed, (validation, test))
         if params.validation == "trec":
-            distractors = collection.iloc[: params.val_distractors] if collection is not None else None
-            if distractors is not None:
+            if collection is not None:
+                neighbours = nearest_passages(validation.queries, collection, params.val_neighbours, bm25)
+                distractors, collection = split_collection(collection, neighbours, params.val_distractors)
                 validation = add_distractors(validation, distractors)
+                if params.val_neighbours:
+                    print(f"validation: {len(neighbours)} collection passages are among the held-out queries' "
+                          f"top {params.val_neighbours} by BM25: none is trained on")
             else:
+                distractors = None
                 print("note: no collection.parquet, so the validation pools have no distractors")
             write_split(train, out / "train")
             write_split(validation, out / "validation")
@@ -87,8 +95,7 @@ def main(argv=None):
             real = sample(exclude(real, *(load_split(out, split) for split in SPLITS)), params.real_queries,
                           params.seed)
             if collection is not None:
-                start = params.val_distractors if params.validation == "trec" else 0
-                candidates = collection.iloc[start: start + params.candidate_passages]
+                candidates = collection.iloc[: params.candidate_passages]
             else:
                 candidates = load_split(out, "train").passages
                 print("note: no collection.parquet, so the real queries' candidates are the train passages")
@@ -97,8 +104,8 @@ def main(argv=None):
         elif params.real_queries:
             print(f"note: no {Path(params.raw_dir) / 'queries.parquet'}: training without real queries")
         if params.ict_passages:
-            passages, source = pseudo_query_passages(params.raw_dir, out / "train" / "passages.parquet",
-                                                     params.ict_passages, params.seed, (validation, test))
+            passages, source = pseudo_query_passages(collection, out / "train" / "passages.parquet",
+                                                     params.ict_passages, params.seed)
             if source == "train":
                 print(f"note: no collection.parquet in {params.raw_dir}: the inverse-cloze pairs are made "
                       "from the train split's passages")

@@ -41,17 +41,10 @@ def test_sample_passages_is_seeded_and_the_same_whatever_the_batch_size(tmp_path
 
 def test_pseudo_query_passages_come_from_the_collection_else_from_train(tmp_path):
     passages_file(tmp_path / "train_passages.parquet", n=20)
-    pd.DataFrame({"passage_id": ["c1", "c2"], "passage_text": ["One. Two.", "Three."]}).to_parquet(
-        tmp_path / "collection.parquet", index=False)
-    passages, source = pseudo_query_passages(tmp_path, tmp_path / "train_passages.parquet", 5, seed=0)
+    collection = pd.DataFrame({"pid": ["c1", "c2"], "text": ["One. Two.", "Three."]})
+    passages, source = pseudo_query_passages(collection, tmp_path / "train_passages.parquet", 5, seed=0)
     assert source == "collection" and list(passages["pid"]) == ["c1", "c2"]
-    validation = SplitTables(pd.DataFrame({"qid": [], "text": []}), pd.DataFrame({"pid": ["c1"], "text": ["x"]}),
-                             pd.DataFrame({"qid": [], "pid": [], "relevance": [], "selected": []}))
-    passages, _ = pseudo_query_passages(tmp_path, tmp_path / "train_passages.parquet", 5, seed=0,
-                                        evaluated=(validation,))
-    assert list(passages["pid"]) == ["c2"]  # a validation or test passage never becomes a pair
-    (tmp_path / "collection.parquet").unlink()
-    passages, source = pseudo_query_passages(tmp_path, tmp_path / "train_passages.parquet", 5, seed=0)
+    passages, source = pseudo_query_passages(None, tmp_path / "train_passages.parquet", 5, seed=0)
     assert source == "train" and len(passages) == 5 and passages["pid"].str.startswith("p").all()
     pairs = inverse_cloze_pairs(passages, 5, seed=0)
     assert len(pairs.queries) == 5 and set(pairs.passages["pid"]) == {f"{pid}#ict" for pid in passages["pid"]}

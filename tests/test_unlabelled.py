@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -179,3 +181,45 @@ def test_real_query_split_has_empty_qrels_and_unique_passages():
     assert list(split.qrels.columns) == ["qid", "pid", "relevance", "selected"]
     assert split.qrels["relevance"].dtype == "int32"
     assert split.qrels["selected"].dtype == bool
+
+
+@pytest.mark.parametrize("distractors", [0, 3, 1000])
+def test_subsample_never_trains_on_the_held_out_queries_bm25_neighbours(tmp_path, distractors):
+    """The collection holds the held-out queries' unjudged pool passages: each query's top
+    `val_neighbours` collection passages by BM25 may be validation distractors (taken first)
+    but never a real query's candidate; with `val_neighbours: 0` they are candidates again."""
+    import yaml
+
+    from stages import subsample
+    from twotower.params import Bm25Params
+    from twotower.retrieval.bm25 import bm25_run
+
+    raw = make_tiny_msmarco(tmp_path / "raw", n_real=12)
+    out = {}
+    for depth in (0, 3):
+        params = tmp_path / f"params{depth}.yaml"
+        params.write_text(yaml.safe_dump({"data": {
+            "raw_dir": str(raw), "val_queries": 4, "val_distractors": distractors, "val_neighbours": depth,
+            "real_queries": 12, "candidate_passages": 100_000}}))
+        subsample.main(["--params", str(params), "--out", str(tmp_path / f"prepared{depth}")])
+        out[depth] = {name: load_split(tmp_path / f"prepared{depth}", name) for name in ("validation", "real")}
+
+    validation = out[3]["validation"]
+    collection = pq.read_table(raw / "collection.parquet").to_pandas().rename(
+        columns={"passage_id": "pid", "passage_text": "text"})
+    run = bm25_run(validation.queries, collection, replace(Bm25Params(), depth=3))
+    neighbours = set(run["pid"])
+    assert neighbours and len(validation.queries) == 4
+    assert not neighbours & set(out[3]["real"].passages["pid"])
+    if distractors < len(neighbours):
+        assert neighbours & set(out[0]["real"].passages["pid"])  # the check above can fail
+    distractor_pids = set(validation.passages["pid"]) - set(validation.qrels["pid"])
+    assert len(distractor_pids) == min(distractors, len(collection))
+    if distractors >= len(neighbours):
+        assert neighbours <= distractor_pids
+    else:
+        assert distractor_pids < neighbours
+    # Neither run loses a collection passage it did not have to: all but the distractors are candidates.
+    for depth in (0, 3):
+        left = len(collection) - len(distractor_pids) - (len(neighbours - distractor_pids) if depth else 0)
+        assert len(out[depth]["real"].passages) == left

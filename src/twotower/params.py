@@ -25,7 +25,11 @@ class DataParams:
     query tower; `candidate_passages` unlabelled collection passages to score them against.
     `validation: trec` holds `val_queries` of the train split's graded TREC-DL queries out of
     training and ranks them over their pools plus `val_distractors` collection passages, a
-    task shaped like the test; `msmarco` is the raw validation split (v1.1 rows)."""
+    task shaped like the test; `msmarco` is the raw validation split (v1.1 rows).
+    `val_neighbours`: each held-out query's top collection passages by BM25 (`bm25` section's
+    scoring), kept out of every training use; the distractors are taken from them first
+    (every query's nearest, then its next...), then at random, as the test pool holds its
+    queries' unjudged candidates."""
 
     raw_dir: str = "data/raw"
     subsample: float = 1.0
@@ -35,7 +39,8 @@ class DataParams:
     candidate_passages: int = 2000
     validation: str = "trec"
     val_queries: int = 30
-    val_distractors: int = 1000
+    val_distractors: int = 3000
+    val_neighbours: int = 300
     seed: int = 42
 
     def validate(self):
@@ -49,6 +54,7 @@ class DataParams:
         check_choice("data", "validation", self.validation, VALIDATIONS)
         check_int("data", "val_queries", self.val_queries, 1)
         check_int("data", "val_distractors", self.val_distractors, 0)
+        check_int("data", "val_neighbours", self.val_neighbours, 0)
         check_int("data", "seed", self.seed, 0)
 
 

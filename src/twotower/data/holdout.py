@@ -5,13 +5,24 @@ passages of unrelated queries, so almost any model finds the answer and its figu
 tell configurations apart. Holding some of the training split's TREC-DL 2020/21 queries out
 of training and ranking them over their whole judged pools plus unlabelled distractors is
 the test's task (TREC-DL 2019 over its pool) on other queries, so model selection can trust it.
+
+The collection comes from the same TREC-DL pools: beside the held-out queries' judged
+passages (left out by id and text) it holds their unjudged candidates. Trained on as a real
+query's candidate or a passage-phase target, those would fit the model to validation's
+neighbourhood, which the test queries do not share. `nearest_passages` finds them (BM25's
+top passages per held-out query, standing in for the pools the data does not list), so the
+subsample stage can keep them out of training and rank them as validation distractors, as
+the test ranks its queries' unjudged pool passages.
 """
+
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 
 from twotower.errors import TwoTowerError
 from twotower.data.prepared import SplitTables
+from twotower.retrieval.bm25 import bm25_run
 
 
 def hold_out(train: SplitTables, n: int, seed: int) -> tuple[SplitTables, SplitTables]:
@@ -43,3 +54,29 @@ def add_distractors(tables: SplitTables, distractors: pd.DataFrame) -> SplitTabl
     new = distractors[~distractors["pid"].isin(set(tables.passages["pid"]))]
     passages = pd.concat([tables.passages, new[["pid", "text"]]], ignore_index=True)
     return SplitTables(tables.queries, passages, tables.qrels)
+
+
+def nearest_passages(queries: pd.DataFrame, collection: pd.DataFrame, depth: int, bm25_params) -> pd.DataFrame:
+    """The rows of `collection` (pid, text) among BM25's top `depth` for any of `queries`,
+    rank-major (every query's first hit, then every second...), each once, reindexed: a
+    prefix of it is each query's nearest few."""
+    if depth == 0 or len(collection) == 0 or len(queries) == 0:
+        return collection.iloc[:0][["pid", "text"]].reset_index(drop=True)
+    run = bm25_run(queries, collection, replace(bm25_params, depth=depth))
+    order = run.sort_values(["rank", "qid"], kind="stable")["pid"].drop_duplicates()
+    by_pid = collection.drop_duplicates("pid").set_index(collection.drop_duplicates("pid")["pid"].astype(str))
+    return by_pid.loc[order.to_numpy(), ["pid", "text"]].reset_index(drop=True)
+
+
+def split_collection(collection: pd.DataFrame, neighbours: pd.DataFrame,
+                     n_distractors: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(distractors, passages left to training) of `collection` (pid, text).
+
+    The distractors are the first `n_distractors` of `neighbours` and then of the rest of
+    `collection` in its order; training gets what is neither a neighbour nor a distractor.
+    """
+    near = set(neighbours["pid"].astype(str))
+    far = collection[~collection["pid"].astype(str).isin(near)]
+    ordered = pd.concat([neighbours[["pid", "text"]], far[["pid", "text"]]], ignore_index=True)
+    distractors = ordered.iloc[:n_distractors].reset_index(drop=True)
+    return distractors, ordered.iloc[max(n_distractors, len(neighbours)):].reset_index(drop=True)

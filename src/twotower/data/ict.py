@@ -4,21 +4,17 @@ A sentence of a passage becomes the query and the rest of the passage its positi
 al. 2019). With probability `keep_sentence` the sentence stays in the positive too, so the
 model also learns that word overlap matters. The output is an ordinary split (queries,
 passages, qrels), so tokenizing and triplet building treat it like labelled data.
-The passages come from the raw folder's unlabelled `collection.parquet`, or, where there is
-none (the Hugging Face `ms_marco` files have only train/validation/test), from the train
+The passages come from the raw folder's unlabelled `collection.parquet` (less validation and
+test passages and the validation queries' neighbours), or, where there is none (the Hugging Face `ms_marco` files have only train/validation/test), from the train
 split's passages.
 """
 
 import re
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from twotower.data.prepared import SplitTables, streamed, table_rows
-from twotower.data.raw import read_collection
-from twotower.data.unlabelled import exclude_passages
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
@@ -67,12 +63,13 @@ def sample_passages(path, n: int, seed: int, batch_size: int = 8192) -> pd.DataF
     return pd.concat(parts, ignore_index=True)
 
 
-def pseudo_query_passages(raw_dir, train_passages, n: int, seed: int,
-                          evaluated: tuple[SplitTables, ...] = ()) -> tuple[pd.DataFrame, str]:
-    """The passages to make inverse-cloze pairs from, and where they came from: every
-    passage of `{raw_dir}/collection.parquet` when there is one, less those of the
-    `evaluated` splits (validation and test), else `n` seeded passages of the prepared
-    `train_passages` table (`source` is then "train")."""
-    if (Path(raw_dir) / "collection.parquet").is_file():
-        return exclude_passages(read_collection(raw_dir), *evaluated), "collection"
+def pseudo_query_passages(collection: pd.DataFrame | None, train_passages, n: int,
+                          seed: int) -> tuple[pd.DataFrame, str]:
+    """The passages to make inverse-cloze pairs from, and where they came from: `collection`
+    (the unlabelled passages left to training, which the subsample stage has already rid of
+    validation and test passages and of the validation queries' neighbours) when the raw
+    folder has one, else `n` seeded passages of the prepared `train_passages` table (`source`
+    is then "train")."""
+    if collection is not None:
+        return collection, "collection"
     return sample_passages(train_passages, n, seed), "train"
