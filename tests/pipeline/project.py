@@ -18,10 +18,12 @@ N_REAL = 40  # unlabelled real queries in the tiny raw folder's queries.parquet
 TINY_PARAMS = {
     # The pipeline's defaults (WordPiece tokens, real-query phase, the teacher's passage vectors,
     # a TREC-style validation split held out of train), sized for the tiny data: 4 of the 24
-    # train queries held out over their pools and 20 of the 50 collection passages, the next
-    # 20 the real queries' candidates. The tiny collection's passages are single sentences, so
+    # train queries held out over their pools and 20 of the 50 collection passages (first
+    # each held-out query's 2 nearest by BM25, kept out of training), the next 20 the real
+    # queries' candidates. The tiny collection's passages are single sentences, so
     # they make no inverse-cloze pairs. A small `tokenize.dim` keeps the 30k-piece table light.
-    "data": {"ict_passages": 0, "val_queries": 4, "val_distractors": 20, "candidate_passages": 20},
+    "data": {"ict_passages": 0, "val_queries": 4, "val_distractors": 20, "val_neighbours": 2,
+             "candidate_passages": 20},
     "teacher": {"glove_words": 100, "device": "cpu"},
     "tokenize": {"max_vocab": 3000, "max_len_passage": 64, "dim": 32},
     "triplets": {"per_query": 8},
