@@ -87,8 +87,8 @@ def test_cli_search_without_params_uses_the_default_feedback(root, capsys):
     lines = capsys.readouterr().out.splitlines()
     hits = Searcher.from_pipeline(root, device="cpu", feedback=FeedbackParams()).search("flea", top_k=3)
     assert lines == [f"{h.rank}. [{h.pid}] {h.score:.4f}  {h.text}" for h in hits]
-    # flea + 16 * mean(p1, p0) = flea + 8 p1 + 8 p0: p1 scores (1/sqrt(3) + 8) / sqrt(129 + 16/sqrt(3))
-    assert lines[0].startswith("1. [p1] 0.7295")
+    # depth 1 x 16: flea + 16 p1, so p1 scores (1/sqrt(3) + 16) / sqrt(257 + 32/sqrt(3))
+    assert lines[0].startswith("1. [p1] 0.9988")
 
 
 def test_top_k_beyond_the_corpus_returns_every_passage(root):

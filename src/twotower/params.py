@@ -267,7 +267,7 @@ class FeedbackParams:
     vector plus `weight` times the mean of its first `depth` passages' vectors, searched
     again; `depth: 0` turns it off. Chosen on validation (benchmarks/tune_feedback.py)."""
 
-    depth: int = 2
+    depth: int = 1
     weight: float = 16.0
 
     def validate(self):
