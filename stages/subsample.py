@@ -8,11 +8,11 @@ With `data.validation: trec` the validation split is `data.val_queries` graded q
 out of the train split, over their pools plus `data.val_distractors` unlabelled passages,
 taken first from the collection passages BM25 ranks in each held-out query's top
 `data.val_neighbours` (with the `bm25` section's scoring); none of those neighbours is
-trained on (`twotower.data.holdout`). With `data.real_queries > 0` and a `queries.parquet`, it writes a
-`real` split: unlabelled real queries and `data.candidate_passages` collection passages
+trained on (`twotower.data.holdout`). With `data.real_queries > 0` and a
+`queries.parquet`, it writes a `real` split: unlabelled real queries and
+`data.candidate_passages` of the collection passages left to training
 (`twotower.data.unlabelled`). With `data.ict_passages > 0` it also writes an `ict` split of
-inverse-cloze pairs made from the unlabelled `collection.parquet`, or, when the raw folder
-has none (the Hugging Face files), from the train split's passages; no pairs (no passage of
+inverse-cloze pairs made from those passages, or, when the raw folder has none (the Hugging Face files), from the train split's passages; no pairs (no passage of
 two sentences), no `ict` split.
 """
 

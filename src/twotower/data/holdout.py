@@ -64,7 +64,8 @@ def nearest_passages(queries: pd.DataFrame, collection: pd.DataFrame, depth: int
         return collection.iloc[:0][["pid", "text"]].reset_index(drop=True)
     run = bm25_run(queries, collection, replace(bm25_params, depth=depth))
     order = run.sort_values(["rank", "qid"], kind="stable")["pid"].drop_duplicates()
-    by_pid = collection.drop_duplicates("pid").set_index(collection.drop_duplicates("pid")["pid"].astype(str))
+    unique = collection.drop_duplicates("pid")
+    by_pid = unique.set_index(unique["pid"].astype(str))
     return by_pid.loc[order.to_numpy(), ["pid", "text"]].reset_index(drop=True)
 
 

@@ -5,11 +5,12 @@ al. 2019). With probability `keep_sentence` the sentence stays in the positive t
 model also learns that word overlap matters. The output is an ordinary split (queries,
 passages, qrels), so tokenizing and triplet building treat it like labelled data.
 The passages come from the raw folder's unlabelled `collection.parquet` (less validation and
-test passages and the validation queries' neighbours), or, where there is none (the Hugging Face `ms_marco` files have only train/validation/test), from the train
-split's passages.
+test passages and the validation queries' neighbours), or, where there is none (the Hugging
+Face `ms_marco` files have only train/validation/test), from the train split's passages.
 """
 
 import re
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
