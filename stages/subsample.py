@@ -22,9 +22,10 @@ from pathlib import Path
 from twotower.data.prepare import prepare_split
 from twotower.errors import exit_on_error
 from twotower.files import atomic_path
-from twotower.data.holdout import add_distractors, hold_out, nearest_passages, split_collection
+from twotower.data.holdout import add_distractors, hold_out, split_collection
 from twotower.data.ict import inverse_cloze_pairs, pseudo_query_passages
 from twotower.param_rules import check_params_file
+from twotower.retrieval.neighbours import nearest_passages
 from twotower.params import load_section
 from twotower.data.prepared import SPLITS, load_split, write_split
 from twotower.data.raw import check_raw, read_collection

@@ -9,20 +9,17 @@ the test's task (TREC-DL 2019 over its pool) on other queries, so model selectio
 The collection comes from the same TREC-DL pools: beside the held-out queries' judged
 passages (left out by id and text) it holds their unjudged candidates. Trained on as a real
 query's candidate or a passage-phase target, those would fit the model to validation's
-neighbourhood, which the test queries do not share. `nearest_passages` finds them (BM25's
-top passages per held-out query, standing in for the pools the data does not list), so the
-subsample stage can keep them out of training and rank them as validation distractors, as
-the test ranks its queries' unjudged pool passages.
+neighbourhood, which the test queries do not share. `retrieval.neighbours.nearest_passages`
+finds them (BM25's top passages per held-out query, standing in for the pools the data does
+not list), and `split_collection` keeps them out of training and makes them validation
+distractors first, as the test ranks its queries' unjudged pool passages.
 """
-
-from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 
 from twotower.errors import TwoTowerError
 from twotower.data.prepared import SplitTables
-from twotower.retrieval.bm25 import bm25_run
 
 
 def hold_out(train: SplitTables, n: int, seed: int) -> tuple[SplitTables, SplitTables]:
@@ -54,19 +51,6 @@ def add_distractors(tables: SplitTables, distractors: pd.DataFrame) -> SplitTabl
     new = distractors[~distractors["pid"].isin(set(tables.passages["pid"]))]
     passages = pd.concat([tables.passages, new[["pid", "text"]]], ignore_index=True)
     return SplitTables(tables.queries, passages, tables.qrels)
-
-
-def nearest_passages(queries: pd.DataFrame, collection: pd.DataFrame, depth: int, bm25_params) -> pd.DataFrame:
-    """The rows of `collection` (pid, text) among BM25's top `depth` for any of `queries`,
-    rank-major (every query's first hit, then every second...), each once, reindexed: a
-    prefix of it is each query's nearest few."""
-    if depth == 0 or len(collection) == 0 or len(queries) == 0:
-        return collection.iloc[:0][["pid", "text"]].reset_index(drop=True)
-    run = bm25_run(queries, collection, replace(bm25_params, depth=depth))
-    order = run.sort_values(["rank", "qid"], kind="stable")["pid"].drop_duplicates()
-    unique = collection.drop_duplicates("pid")
-    by_pid = unique.set_index(unique["pid"].astype(str))
-    return by_pid.loc[order.to_numpy(), ["pid", "text"]].reset_index(drop=True)
 
 
 def split_collection(collection: pd.DataFrame, neighbours: pd.DataFrame,
