@@ -12,8 +12,9 @@ trained on (`twotower.data.holdout`). With `data.real_queries > 0` and a
 `queries.parquet`, it writes a `real` split: unlabelled real queries and
 `data.candidate_passages` of the collection passages left to training
 (`twotower.data.unlabelled`). With `data.ict_passages > 0` it also writes an `ict` split of
-inverse-cloze pairs made from those passages, or, when the raw folder has none (the Hugging Face files), from the train split's passages; no pairs (no passage of
-two sentences), no `ict` split.
+inverse-cloze pairs made from those passages, or, when the raw folder has none (the Hugging
+Face files), from the train split's passages; no pairs (no passage of two sentences), no
+`ict` split.
 """
 
 import argparse
@@ -33,7 +34,8 @@ from twotower.data.unlabelled import exclude, exclude_passages, read_real_querie
 
 
 def unlabelled_passages(raw_dir, seed: int, evaluated):
-    """The collection's passages in a seeded order (distractors first, then candidates), less
+    """The collection's passages in a seeded order (past the validation queries' neighbours,
+    random distractors and then candidates are taken in it), less
     any passage of the `evaluated` splits (validation and test pools: see
     `unlabelled.exclude_passages`), or None without a collection.parquet."""
     if not (Path(raw_dir) / "collection.parquet").is_file():

@@ -13,7 +13,6 @@ import yaml
 from tiny_data import make_tiny_msmarco, msmarco_table
 
 from twotower.data.ict import inverse_cloze_pairs, pseudo_query_passages, sample_passages
-from twotower.data.prepared import SplitTables
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
