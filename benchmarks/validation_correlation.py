@@ -2,14 +2,16 @@
 
 Runs `dvc exp run -n NAME -S ...` for each configuration below, one after another in this
 workspace (params.yaml is reset to the committed one before each), reads the selected
-epoch's validation nDCG@10 (metrics/train.json) and the test nDCG@10 (metrics/eval.json),
-and prints both per configuration and Spearman's rank correlation between them. Model
+epoch's validation nDCG@10 (metrics/train.json), the same model's validation nDCG@10 with
+the `feedback` the test's search uses (training validates without it), and the test
+nDCG@10 (metrics/eval.json), and prints them per configuration with Spearman's rank
+correlation of each validation figure with test. Model
 selection is only worth doing on a validation whose ranking of configurations is the
 test's; the test queries choose nothing here, they only check the validation.
 
     python benchmarks/validation_correlation.py [--out benchmarks/results/validation_correlation.json]
 
-Takes ~2-3 min a configuration on 2 cores (teacher outputs come from DVC's run cache).
+Takes ~4-7 min a configuration on 2 cores (teacher outputs come from DVC's run cache).
 Afterwards the workspace is the committed one again (`git checkout` + `dvc checkout`); every
 run stays in `dvc exp show`.
 """
@@ -21,6 +23,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
+
+from twotower.model.tokenized import load_tokenized
+from twotower.model.towers import load_model
+from twotower.model.training import validate
+from twotower.params import load_section
 
 # Each a change from the current default (train.lr 0.0005, train.distill_weight 0.9). The
 # sweeps before the validation neighbours (benchmarks/results/validation_correlation_before_*.json)
@@ -61,6 +68,17 @@ def spearman(x, y) -> float:
     return float(np.corrcoef(ranks(x), ranks(y))[0, 1])
 
 
+def validation_with_feedback(prepared="data/prepared", tokens="data/tokens", teacher="data/teacher",
+                             model_path="models/model.pt", params="params.yaml") -> float:
+    """The kept model's validation nDCG@10 under the search the evaluate stage runs."""
+    model, _ = load_model(model_path)
+    split = load_tokenized(prepared, tokens, "validation", teacher if model.teacher_passages else None)
+    train = load_section("train", params)
+    figures = validate(model, split, train.val_depth, train.val_batch_size, "cpu",
+                       feedback=load_section("feedback", params))
+    return figures["nDCG@10"]
+
+
 def run(cmd) -> None:
     print("$ " + " ".join(cmd), flush=True)
     subprocess.run(cmd, check=True)
@@ -80,23 +98,33 @@ def main(argv=None):
             run(["git", "checkout", "--", "params.yaml"])
             run([dvc, "exp", "run", "-n", f"corr-{name}", *(x for o in overrides for x in ("-S", o))])
             val = json.loads(Path("metrics/train.json").read_text())["val/nDCG@10"]
+            val_feedback = validation_with_feedback()
             test = json.loads(Path("metrics/eval.json").read_text())["nDCG@10"]
-            results[name] = {"overrides": overrides, "val/nDCG@10": val, "test/nDCG@10": test}
+            results[name] = {"overrides": overrides, "val/nDCG@10": val, "val_feedback/nDCG@10": val_feedback,
+                             "test/nDCG@10": test}
             Path(args.out).parent.mkdir(parents=True, exist_ok=True)
             Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
-            print(f"{name}: validation nDCG@10 {val:.4f}, test nDCG@10 {test:.4f}", flush=True)
+            print(f"{name}: validation nDCG@10 {val:.4f} ({val_feedback:.4f} with feedback), "
+                  f"test nDCG@10 {test:.4f}", flush=True)
     finally:
         run(["git", "checkout", "--", "params.yaml", "dvc.lock", "metrics", "plots"])
         run([dvc, "checkout", "--quiet"])
+    report(results)
+
+
+def report(results: dict) -> None:
     names = list(results)
     val = [results[n]["val/nDCG@10"] for n in names]
+    # Results from before the feedback column have none: nan, and no correlation for it.
+    val_feedback = [results[n].get("val_feedback/nDCG@10", float("nan")) for n in names]
     test = [results[n]["test/nDCG@10"] for n in names]
-    print(f"\n{'configuration':<18} {'val nDCG@10':>11} {'test nDCG@10':>12}")
-    for n, v, t in sorted(zip(names, val, test), key=lambda row: -row[1]):
-        print(f"{n:<18} {v:11.4f} {t:12.4f}")
+    print(f"\n{'configuration':<24} {'val nDCG@10':>11} {'with feedback':>13} {'test nDCG@10':>12}")
+    for n, v, f, t in sorted(zip(names, val, val_feedback, test), key=lambda row: -row[1]):
+        print(f"{n:<24} {v:11.4f} {f:13.4f} {t:12.4f}")
     if len(names) >= 3:
-        print(f"\nSpearman correlation, validation vs test nDCG@10 over {len(names)} configurations: "
-              f"{spearman(val, test):.3f}")
+        print(f"\nSpearman correlation with test nDCG@10 over {len(names)} configurations: "
+              f"validation {spearman(val, test):.3f}", end="")
+        print("" if np.isnan(val_feedback).any() else f", validation with feedback {spearman(val_feedback, test):.3f}")
 
 
 if __name__ == "__main__":

@@ -320,3 +320,24 @@ def test_cosine_schedule_decays_the_learning_rate_to_zero(monkeypatch):
     assert seen == pytest.approx([PARAMS.lr * (1 + np.cos(np.pi * k / 8)) / 2 for k in range(8)])
     assert len(set(map(id, optimizers))) == 1
     assert optimizers[0].param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_validate_can_score_the_kept_model_with_the_tests_feedback():
+    """The correlation sweep scores validation with the search the test runs: the same
+    figures as ranking with that feedback, and no feedback at depth 0."""
+    from twotower.evaluation.metrics import evaluate_run
+    from twotower.model.training import validate
+    from twotower.params import FeedbackParams
+    from twotower.retrieval.dense import rank
+
+    model, _ = run()
+    val = make_split(1, n_queries=8)
+    cpu = torch.device("cpu")
+    plain = validate(model, val, 100, 4, cpu)
+    assert validate(model, val, 100, 4, cpu, feedback=FeedbackParams(depth=0)) == plain
+    feedback = FeedbackParams(depth=2, weight=16.0)
+    moved = validate(model, val, 100, 4, cpu, feedback=feedback)
+    expected = evaluate_run(rank(model, val, depth=100, batch_size=4, device=cpu, feedback=feedback), val.qrels,
+                            names=["MRR@10", "nDCG@10", "Recall@100"])
+    assert moved == expected
+    assert moved != plain

@@ -41,16 +41,18 @@ def triplet_rows(triplets: pd.DataFrame, split: Split) -> tuple[np.ndarray, np.n
         raise TwoTowerError(f"triplets name ids absent from the tokenized split: {exc}") from None
 
 
-def validate(model, split: Split, depth: int, batch_size: int, device) -> dict:
+def validate(model, split: Split, depth: int, batch_size: int, device, feedback=None) -> dict:
     """The figures that pick the best epoch, from a run `depth` passages deep (over the
-    teacher's passage vectors when the model has no passage tower)."""
+    teacher's passage vectors when the model has no passage tower). Training validates
+    without `feedback`; a sweep may score the kept model with the search the test uses."""
     vectors = None
     if getattr(model, "teacher_passages", False):
         if split.teacher_passages is None or np.isnan(split.teacher_passages[:, 0]).any():
             raise TwoTowerError("validation needs the teacher's vectors of every validation passage "
                                 "(run `dvc repro teacher`)")
         vectors = split.teacher_passages.astype(np.float32)
-    run = rank(model, split, depth=depth, batch_size=batch_size, device=device, passage_vectors=vectors)
+    run = rank(model, split, depth=depth, batch_size=batch_size, device=device, passage_vectors=vectors,
+               feedback=feedback)
     return evaluate_run(run, split.qrels, names=["MRR@10", "nDCG@10", "Recall@100"])
 
 
