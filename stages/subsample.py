@@ -8,7 +8,8 @@ With `data.validation: trec` the validation split is `data.val_queries` graded q
 out of the train split, over their pools plus `data.val_distractors` unlabelled passages,
 taken first from the collection passages BM25 ranks in each held-out query's top
 `data.val_neighbours` (with the `bm25` section's scoring); none of those neighbours is
-trained on (`twotower.data.holdout`). With `data.real_queries > 0` and a
+trained on (`twotower.data.holdout`). `data.val_trec_set` limits the held-out queries to
+one TREC-DL set. With `data.real_queries > 0` and a
 `queries.parquet`, it writes a `real` split: unlabelled real queries and
 `data.candidate_passages` of the collection passages left to training
 (`twotower.data.unlabelled`). With `data.ict_passages > 0` it also writes an `ict` split of
@@ -23,7 +24,7 @@ from pathlib import Path
 from twotower.data.prepare import prepare_split
 from twotower.errors import exit_on_error
 from twotower.files import atomic_path
-from twotower.data.holdout import add_distractors, hold_out, split_collection
+from twotower.data.holdout import add_distractors, hold_out, split_collection, trec_set_queries
 from twotower.data.ict import inverse_cloze_pairs, pseudo_query_passages
 from twotower.param_rules import check_params_file
 from twotower.retrieval.neighbours import nearest_passages
@@ -72,7 +73,8 @@ def main(argv=None):
                 if count:
                     print(f"{split}: cleaned {count} {reason}")
         if params.validation == "trec":
-            train, validation = hold_out(load_split(out, "train"), params.val_queries, params.seed)
+            train, validation = hold_out(load_split(out, "train"), params.val_queries, params.seed,
+                                         among=trec_set_queries(params.raw_dir, params.val_trec_set))
         else:
             validation = load_split(out, "validation")
         test = load_split(out, "test")

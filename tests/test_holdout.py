@@ -2,7 +2,7 @@ import pandas as pd
 import pytest
 
 from twotower.errors import TwoTowerError
-from twotower.data.holdout import add_distractors, hold_out, split_collection
+from twotower.data.holdout import add_distractors, hold_out, split_collection, trec_set_queries
 from twotower.data.prepared import SplitTables
 
 QUERIES = pd.DataFrame({"qid": ["q1", "q2", "q3", "q4", "q5"],
@@ -162,3 +162,57 @@ def test_split_collection_takes_distractors_from_the_neighbours_first_and_never_
     assert list(training.index) == list(range(len(training)))
     distractors, training = split_collection(COLLECTION, neighbours.iloc[:0], n)
     assert list(distractors["pid"]) + list(training["pid"]) == list(COLLECTION["pid"])
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_held_out_queries_come_from_among_only(seed):
+    kept, held = hold_out(train_split(), 2, seed, among={"q2", "q3", "q4"})
+    # q4 has no relevant passage, so q2 and q3 are the only two that can be held out.
+    assert sorted(held.queries["qid"]) == ["q2", "q3"]
+    assert sorted(kept.queries["qid"]) == ["q1", "q4", "q5"]
+
+
+def test_among_may_give_up_all_its_queries_while_others_stay_for_training():
+    kept, held = hold_out(train_split(), 3, seed=0, among={"q1", "q3", "q5"})
+    assert sorted(held.queries["qid"]) == ["q1", "q3", "q5"]
+    with pytest.raises(TwoTowerError, match=r"data.val_queries: 3 is more than the 2 .*data.val_trec_set"):
+        hold_out(train_split(), 3, seed=0, among={"q1", "q3", "q4"})
+
+
+def test_among_none_holds_out_what_it_always_did():
+    for seed in range(8):
+        assert (list(hold_out(train_split(), 2, seed, among=None)[1].queries["qid"])
+                == list(hold_out(train_split(), 2, seed)[1].queries["qid"]))
+        assert (set(hold_out(train_split(), 2, seed, among=set(QUERIES["qid"]))[1].queries["qid"])
+                == set(hold_out(train_split(), 2, seed)[1].queries["qid"]))
+
+
+def write_train(raw, sets=None):
+    rows = {"query_id": [1, 2, 3], "query": ["a", "b", "c"],
+            "passages": [{"is_selected": [1], "passage_text": ["x"]}] * 3}
+    if sets is not None:
+        rows["trec_set"] = sets
+    raw.mkdir(exist_ok=True)
+    pd.DataFrame(rows).to_parquet(raw / "train.parquet")
+    return raw
+
+
+def test_trec_set_queries_reads_the_raw_rows_sets(tmp_path):
+    raw = write_train(tmp_path / "raw", ["dl20", "dl21", "dl20"])
+    assert trec_set_queries(raw, "dl20") == {"1", "3"}
+    assert trec_set_queries(raw, "dl21") == {"2"}
+    assert trec_set_queries(raw, "all") is None
+
+
+def test_an_unknown_trec_set_names_the_sets_there_are(tmp_path):
+    raw = write_train(tmp_path / "raw", ["dl20", "dl21", "dl20"])
+    with pytest.raises(TwoTowerError) as info:
+        trec_set_queries(raw, "dl19")
+    assert str(info.value) == ("data.val_trec_set: 'dl19' is not a TREC-DL set of the train split; it has dl20, dl21 "
+                               "(or use 'all')")
+
+
+def test_rows_without_sets_hold_out_from_every_query_with_a_note(tmp_path, capsys):
+    raw = write_train(tmp_path / "raw")
+    assert trec_set_queries(raw, "dl20") is None
+    assert "names no TREC-DL sets" in capsys.readouterr().out

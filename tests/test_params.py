@@ -106,6 +106,8 @@ BAD_VALUES = [
     ("train", "device", "tpu"),
     ("train", "val_depth", 10),
     ("train", "val_batch_size", 0),
+    ("data", "val_trec_set", ""),
+    ("data", "val_trec_set", 20),
 ]
 
 

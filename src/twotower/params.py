@@ -29,7 +29,9 @@ class DataParams:
     `val_neighbours`: each held-out query's top collection passages by BM25 (`bm25` section's
     scoring), kept out of every training use; the distractors are taken from them first
     (every query's nearest, then its next...), then at random, as the test pool holds its
-    queries' unjudged candidates."""
+    queries' unjudged candidates. `val_trec_set`: hold out only queries of this TREC-DL
+    set (the raw rows' `trec_set`, e.g. `dl20`, whose passages come from the test's MS MARCO
+    v1 corpus), or `all`."""
 
     raw_dir: str = "data/raw"
     subsample: float = 1.0
@@ -41,6 +43,7 @@ class DataParams:
     val_queries: int = 30
     val_distractors: int = 3000
     val_neighbours: int = 300
+    val_trec_set: str = "all"
     seed: int = 42
 
     def validate(self):
@@ -55,6 +58,8 @@ class DataParams:
         check_int("data", "val_queries", self.val_queries, 1)
         check_int("data", "val_distractors", self.val_distractors, 0)
         check_int("data", "val_neighbours", self.val_neighbours, 0)
+        if not isinstance(self.val_trec_set, str) or not self.val_trec_set.strip():
+            fail("data", "val_trec_set", self.val_trec_set, "'all' or a TREC-DL set of the train split, e.g. 'dl20'")
         check_int("data", "seed", self.seed, 0)
 
 

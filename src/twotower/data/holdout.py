@@ -20,22 +20,44 @@ import pandas as pd
 
 from twotower.errors import TwoTowerError
 from twotower.data.prepared import SplitTables
+from twotower.data.raw import read_trec_sets
 
 
-def hold_out(train: SplitTables, n: int, seed: int) -> tuple[SplitTables, SplitTables]:
+def hold_out(train: SplitTables, n: int, seed: int, among=None) -> tuple[SplitTables, SplitTables]:
     """(train without `n` seeded queries, those queries with their judged passages).
 
     Only queries with a selected passage can be held out (they are the ones a metric
-    counts). The held-out queries' passages stay in training where other training queries
-    judged them too: only their queries and judgements leave.
+    counts), and only those in `among` (qids) when it is given. The held-out queries'
+    passages stay in training where other training queries judged them too: only their
+    queries and judgements leave.
     """
-    eligible = np.sort(train.qrels.loc[train.qrels["selected"], "qid"].astype(str).unique())
-    if n >= len(eligible):
-        raise TwoTowerError(f"data.val_queries: {n} is not below the {len(eligible)} training queries with "
+    labelled = np.sort(train.qrels.loc[train.qrels["selected"], "qid"].astype(str).unique())
+    if n >= len(labelled):
+        raise TwoTowerError(f"data.val_queries: {n} is not below the {len(labelled)} training queries with "
                             "a relevant passage (some must stay for training)")
+    eligible = labelled if among is None else labelled[np.isin(labelled, np.asarray(list(among), dtype=str))]
+    if n > len(eligible):
+        raise TwoTowerError(f"data.val_queries: {n} is more than the {len(eligible)} training queries with a "
+                            "relevant passage in data.val_trec_set")
     rng = np.random.default_rng(seed)
     held = set(eligible[rng.permutation(len(eligible))[:n]])
     return _subset(train, lambda qids: ~qids.isin(held)), _subset(train, lambda qids: qids.isin(held))
+
+
+def trec_set_queries(raw_dir, trec_set: str):
+    """The train queries `data.val_trec_set` may hold out (None: any). Files without
+    TREC-DL sets hold out from every query, with a note."""
+    if trec_set == "all":
+        return None
+    sets = read_trec_sets(raw_dir)
+    if sets is None:
+        print(f"note: the train split names no TREC-DL sets, so data.val_trec_set '{trec_set}' holds out from "
+              "every query")
+        return None
+    if trec_set not in set(sets):
+        raise TwoTowerError(f"data.val_trec_set: '{trec_set}' is not a TREC-DL set of the train split; it has "
+                            f"{', '.join(sorted(set(sets)))} (or use 'all')")
+    return set(sets.index[sets == trec_set])
 
 
 def _subset(tables: SplitTables, keep) -> SplitTables:

@@ -252,3 +252,13 @@ def read_collection(raw_dir) -> pd.DataFrame:
     texts = clean_text(table["passage_text"])
     keep = texts.notna() & (texts != "")
     return pd.DataFrame({"pid": table.loc[keep, "passage_id"].astype(str), "text": texts[keep].astype(str)})
+
+
+def read_trec_sets(raw_dir, split: str = "train") -> pd.Series | None:
+    """Each query's TREC-DL set (`trec_set`, e.g. dl20) by qid, or None when the split's rows
+    have no such column (Hugging Face files)."""
+    files = split_files(raw_dir, split)
+    if any("trec_set" not in pq.read_schema(path).names for path in files):
+        return None
+    table = pd.concat([pd.read_parquet(path, columns=["query_id", "trec_set"]) for path in files], ignore_index=True)
+    return pd.Series(table["trec_set"].astype(str).to_numpy(), index=table["query_id"].astype(str).to_numpy())
