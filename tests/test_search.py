@@ -87,8 +87,9 @@ def test_cli_search_without_params_uses_the_default_feedback(root, capsys):
     lines = capsys.readouterr().out.splitlines()
     hits = Searcher.from_pipeline(root, device="cpu", feedback=FeedbackParams()).search("flea", top_k=3)
     assert lines == [f"{h.rank}. [{h.pid}] {h.score:.4f}  {h.text}" for h in hits]
-    # depth 1 x 16: flea + 16 p1, so p1 scores (1/sqrt(3) + 16) / sqrt(257 + 32/sqrt(3))
-    assert lines[0].startswith("1. [p1] 0.9988")
+    # depth 2 x 2: the first two are p1 and p0 (a tie at 0 goes to the lower row), so the
+    # query is flea + p1 + p0, of norm sqrt(3 + 2/sqrt(3)), and p1 scores (1 + 1/sqrt(3)) / that
+    assert lines[0].startswith("1. [p1] 0.7739")
 
 
 def test_top_k_beyond_the_corpus_returns_every_passage(root):

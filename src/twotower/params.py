@@ -40,10 +40,10 @@ class DataParams:
     real_queries: int = 50_000
     candidate_passages: int = 2000
     validation: str = "trec"
-    val_queries: int = 30
-    val_distractors: int = 3000
+    val_queries: int = 40
+    val_distractors: int = 4000
     val_neighbours: int = 300
-    val_trec_set: str = "all"
+    val_trec_set: str = "dl20"
     seed: int = 42
 
     def validate(self):
@@ -155,7 +155,7 @@ class TrainParams:
     """`val_depth` passages a validation query are ranked (in batches of `val_batch_size`)
     for the per-epoch MRR@10, nDCG@10 and Recall@100 that pick the best epoch."""
 
-    lr: float = 5e-4
+    lr: float = 2e-3
     batch_size: int = 128
     epochs: int = 5
     grad_accum_steps: int = 1
@@ -272,8 +272,8 @@ class FeedbackParams:
     vector plus `weight` times the mean of its first `depth` passages' vectors, searched
     again; `depth: 0` turns it off. Chosen on validation (benchmarks/tune_feedback.py)."""
 
-    depth: int = 1
-    weight: float = 16.0
+    depth: int = 2
+    weight: float = 2.0
 
     def validate(self):
         check_int("feedback", "depth", self.depth, 0, 100)
