@@ -19,6 +19,7 @@ queries choose nothing here: this measures the test, not a model.
 """
 
 import argparse
+import functools
 import json
 import subprocess
 
@@ -31,8 +32,8 @@ from twotower.data.runs import read_trec_run
 from twotower.evaluation.metrics import per_query
 from twotower.model.tokenized import load_tokenized
 from twotower.model.towers import load_model
+from twotower.model.training import validation_run
 from twotower.params import load_section
-from twotower.retrieval.dense import rank
 from validation_correlation import spearman  # noqa: E402  (benchmarks/ is the script's folder)
 
 
@@ -53,9 +54,13 @@ def experiment_refs(baselines=(), prefix: str = "corr-") -> dict:
     return refs
 
 
+@functools.cache
+def lock_file(ref: str) -> dict:
+    return yaml.safe_load(git("show", f"{ref}:dvc.lock"))
+
+
 def cached_file(ref: str, stage: str, path: str, cache: str) -> str:
-    lock = yaml.safe_load(git("show", f"{ref}:dvc.lock"))
-    md5 = next(o["md5"] for o in lock["stages"][stage]["outs"] if o["path"] == path)
+    md5 = next(o["md5"] for o in lock_file(ref)["stages"][stage]["outs"] if o["path"] == path)
     return f"{cache}/files/md5/{md5[:2]}/{md5[2:]}"
 
 
@@ -72,11 +77,10 @@ def half_correlations(scores: pd.DataFrame, n_splits: int, seed: int) -> np.ndar
     return np.asarray(out)
 
 
-def validation_scores(model_path: str, split, feedback) -> pd.Series:
+def validation_scores(model_path: str, split, train, feedback) -> pd.Series:
     """Per-query validation nDCG@10 of one kept model, as training's validation ranks."""
     model, _ = load_model(model_path)
-    vectors = split.teacher_passages.astype(np.float32) if model.teacher_passages else None
-    run = rank(model, split, depth=100, batch_size=512, device="cpu", passage_vectors=vectors, feedback=feedback)
+    run = validation_run(model, split, train.val_depth, train.val_batch_size, "cpu", feedback)
     return per_query(run, split.qrels).set_index("qid")["nDCG@10"]
 
 
@@ -121,10 +125,11 @@ def main(argv=None):
     report("test", pd.DataFrame(columns).fillna(0.0), args.floor, args.splits, args.seed)
     if args.validation:
         split = load_tokenized(args.prepared, args.tokens, "validation", args.teacher)
+        train = load_section("train", args.params)
         for label, feedback in (("validation", None),
                                 ("validation with feedback", load_section("feedback", args.params))):
             columns = {name: validation_scores(cached_file(refs[name], "train", "models/model.pt", cache), split,
-                                               feedback) for name in results}
+                                               train, feedback) for name in results}
             report(label, pd.DataFrame(columns).fillna(0.0), args.floor, args.splits, args.seed)
 
 

@@ -42,18 +42,23 @@ def triplet_rows(triplets: pd.DataFrame, split: Split) -> tuple[np.ndarray, np.n
 
 
 def validate(model, split: Split, depth: int, batch_size: int, device, feedback=None) -> dict:
-    """The figures that pick the best epoch, from a run `depth` passages deep (over the
-    teacher's passage vectors when the model has no passage tower). Training validates
+    """The figures that pick the best epoch, from `validation_run`. Training validates
     without `feedback`; a sweep may score the kept model with the search the test uses."""
+    run = validation_run(model, split, depth, batch_size, device, feedback)
+    return evaluate_run(run, split.qrels, names=["MRR@10", "nDCG@10", "Recall@100"])
+
+
+def validation_run(model, split: Split, depth: int, batch_size: int, device, feedback=None) -> pd.DataFrame:
+    """The validation run `depth` passages deep, over the teacher's passage vectors when the
+    model has no passage tower."""
     vectors = None
     if getattr(model, "teacher_passages", False):
         if split.teacher_passages is None or np.isnan(split.teacher_passages[:, 0]).any():
             raise TwoTowerError("validation needs the teacher's vectors of every validation passage "
                                 "(run `dvc repro teacher`)")
         vectors = split.teacher_passages.astype(np.float32)
-    run = rank(model, split, depth=depth, batch_size=batch_size, device=device, passage_vectors=vectors,
-               feedback=feedback)
-    return evaluate_run(run, split.qrels, names=["MRR@10", "nDCG@10", "Recall@100"])
+    return rank(model, split, depth=depth, batch_size=batch_size, device=device, passage_vectors=vectors,
+                feedback=feedback)
 
 
 def epoch_batches(order: np.ndarray, lengths: np.ndarray, batch_size: int, bucket_size: int,
