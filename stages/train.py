@@ -18,7 +18,7 @@ checkpoints are removed once the model is saved.
 
 import argparse
 import shutil
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -40,19 +40,26 @@ from twotower.param_rules import check_params_file
 from twotower.params import load_section
 
 
-@exit_on_error
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--prepared", default="data/prepared")
-    parser.add_argument("--tokens", default="data/tokens")
-    parser.add_argument("--triplets", default="data/triplets")
-    parser.add_argument("--teacher", default="data/teacher")
-    parser.add_argument("--model", default="models/model.pt")
-    parser.add_argument("--metrics", default="metrics/train.json")
-    parser.add_argument("--plots", default="plots/train")
-    parser.add_argument("--checkpoints", default="models/checkpoints")
-    args = parser.parse_args(argv)
+@dataclass
+class TrainRun:
+    """What `setup` builds from params and the input folders: everything the phases need."""
+
+    model: TwoTower
+    phases: list
+    val_split: object
+    loss: object
+    device: object
+    fingerprint: str
+    vocab: list
+    tokenizer_json: str | None
+    model_params: object
+    tokenize_params: object
+    teacher_params: object
+
+
+def setup(args) -> TrainRun:
+    """The model, its phases and validation from `args` (the stage's command line); also
+    used by `benchmarks/tune_passage_phase.py`, so a tuning run starts where the stage does."""
     model_params = load_section("model", args.params)
     train_params = load_section("train", args.params)
     tokenize_params = load_section("tokenize", args.params)
@@ -94,10 +101,29 @@ def main(argv=None):
                          teacher, args.teacher, bm25_params, passage_tower=regress, held_out_pids=val_split.pids)
     fingerprint = run_fingerprint([asdict(model_params), asdict(train_params), asdict(tokenize_params)],
                                   args.tokens, args.triplets, phases, teacher)
+    return TrainRun(model, phases, val_split, loss, device, fingerprint, vocab, tokenizer_json, model_params,
+                    tokenize_params, teacher_params)
+
+
+@exit_on_error
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--prepared", default="data/prepared")
+    parser.add_argument("--tokens", default="data/tokens")
+    parser.add_argument("--triplets", default="data/triplets")
+    parser.add_argument("--teacher", default="data/teacher")
+    parser.add_argument("--model", default="models/model.pt")
+    parser.add_argument("--metrics", default="metrics/train.json")
+    parser.add_argument("--plots", default="plots/train")
+    parser.add_argument("--checkpoints", default="models/checkpoints")
+    args = parser.parse_args(argv)
+    run = setup(args)
     checkpoints = Path(args.checkpoints)
 
     def fit(on_epoch):
-        return fit_phases(model, phases, val_split, loss, device, on_epoch, checkpoints, fingerprint)
+        return fit_phases(run.model, run.phases, run.val_split, run.loss, run.device, on_epoch, checkpoints,
+                          run.fingerprint)
 
     if not distributed.is_main():
         fit(on_epoch=None)
@@ -114,10 +140,11 @@ def main(argv=None):
 
             best = fit(log_epoch)
         shutil.move(live_dir / "plots" / "metrics", curves)
-    save_model(model, vocab, tokenize_params.max_len_query, tokenize_params.max_len_passage, args.model,
-               tokenizer_json=tokenizer_json,
-               teacher=({"model": teacher_params.model, "max_seq_length": teacher_params.max_seq_length}
-                        if model_params.passage_encoder == "teacher" else None))
+    teacher = run.teacher_params
+    save_model(run.model, run.vocab, run.tokenize_params.max_len_query, run.tokenize_params.max_len_passage,
+               args.model, tokenizer_json=run.tokenizer_json,
+               teacher=({"model": teacher.model, "max_seq_length": teacher.max_seq_length}
+                        if run.model_params.passage_encoder == "teacher" else None))
     write_json({"best_epoch": best.pop("epoch"), **{f"val/{k}" if k != "loss" else "train/loss": round(v, 6)
                                                     for k, v in best.items()}}, args.metrics)
     shutil.rmtree(checkpoints, ignore_errors=True)

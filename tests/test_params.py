@@ -106,6 +106,8 @@ BAD_VALUES = [
     ("train", "device", "tpu"),
     ("train", "val_depth", 10),
     ("train", "val_batch_size", 0),
+    ("train", "passage_lr", 0),
+    ("train", "passage_lr", -0.001),
     ("data", "val_trec_set", ""),
     ("data", "val_trec_set", 20),
 ]
@@ -169,7 +171,8 @@ def test_load_section_reads_only_its_section(tmp_path):
 
 @pytest.mark.parametrize("section,name,value", [("train", "lr", float("inf")), ("hybrid", "weight", float("nan")),
                                                 ("bm25", "k1", float("-inf")), ("train", "grad_clip", float("inf")),
-                                                ("model", "temperature", float("nan"))])
+                                                ("model", "temperature", float("nan")),
+                                                ("train", "passage_lr", float("nan"))])
 def test_non_finite_numbers_are_rejected(section, name, value):
     """YAML's .inf and .nan are floats, and NaN fails no range comparison."""
     with pytest.raises(TwoTowerError) as err:

@@ -102,10 +102,12 @@ def test_a_resumed_run_ends_with_the_weights_of_an_unbroken_one(tmp_path):
 
 def test_the_phase_comes_last_and_only_for_a_model_with_a_passage_tower(tmp_path, capsys):
     split = with_teacher(make_split(0))
-    params = replace(TrainParams(), epochs=2, query_epochs=0, ict_epochs=0, passage_epochs=4)
+    params = replace(TrainParams(), epochs=2, query_epochs=0, ict_epochs=0, passage_epochs=4, lr=0.002,
+                     passage_lr=0.0005)
     args = (params, split, "triplets", tmp_path, tmp_path, tmp_path, "teacher", tmp_path, None)
     phases = plan_phases(*args, passage_tower=True)
     assert [(p.name, p.params.epochs) for p in phases] == [("labelled triplets", 2), (PASSAGE_PHASE, 4)]
+    assert [p.params.lr for p in phases] == [0.002, 0.0005]  # the passage phase has a learning rate of its own
     assert len(phases[1].targets) == 16
     assert [p.name for p in plan_phases(*args, passage_tower=False)] == ["labelled triplets"]
     no_vectors = (params, make_split(0), "triplets", tmp_path, tmp_path, tmp_path, "teacher", tmp_path, None)

@@ -175,10 +175,12 @@ class TrainParams:
     candidates: str = "teacher"
     candidate_depth: int = 32
     passage_epochs: int = 16
+    passage_lr: float = 2e-3
 
     def validate(self):
         check_int("train", "query_epochs", self.query_epochs, 0)
         check_int("train", "passage_epochs", self.passage_epochs, 0)
+        check_float("train", "passage_lr", self.passage_lr, 0, low_open=True)
         check_choice("train", "candidates", self.candidates, CANDIDATES)
         check_int("train", "candidate_depth", self.candidate_depth, 2)
         check_float("train", "distill_weight", self.distill_weight, 0, 1)

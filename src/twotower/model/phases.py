@@ -7,8 +7,8 @@ other in the curves; the best epoch of all of them is kept):
    vector of each query and the teacher's scores over its candidate passages
    (`train.candidates` mines them, `twotower.distill.candidates`), teacher losses only;
 3. `train.epochs` on the labelled train triplets;
-4. `train.passage_epochs`, student mode only: the passage tower alone regressed onto the
-   teacher's vectors of every train and real passage it encoded
+4. `train.passage_epochs` at `train.passage_lr`, student mode only: the passage tower alone
+   regressed onto the teacher's vectors of every train and real passage it encoded
    (`twotower.model.passage_regression`).
 A checkpoint resumes only a run whose params and input files match (`inputs_fingerprint`).
 """
@@ -129,8 +129,8 @@ def passage_phase(params, splits: list[Split], held_out_pids=()) -> Phase | None
     if len(targets) == 0:
         print("note: train.passage_epochs > 0 but the teacher encoded no train or real passages: phase skipped")
         return None
-    return Phase(PASSAGE_PHASE, None, None, replace(params, epochs=params.passage_epochs, early_stopping=0),
-                 targets=targets)
+    return Phase(PASSAGE_PHASE, None, None,
+                 replace(params, epochs=params.passage_epochs, lr=params.passage_lr, early_stopping=0), targets=targets)
 
 
 def fit_phases(model, phases: list[Phase], val_split, loss, device, on_epoch, checkpoints: Path,

@@ -1,0 +1,93 @@
+"""Choose student mode's passage phase (`train.passage_lr`, `train.passage_epochs`) on the
+validation queries, never on test.
+
+Trains the phases before the passage phase once, exactly as the train stage does
+(`stages.train.setup` on params.yaml and the pipeline's data), saves that model to
+--start (reused when it exists: delete it after changing anything upstream), then runs the
+passage phase from it for every learning rate in --lrs and seed in --seeds, each
+`train.passage_epochs` epochs, and prints each run's validation nDCG@10 per epoch. The train
+stage keeps the best epoch of all phases, so a run's worth is the best epoch it reaches
+(the phases before it included); the learning rate with the best mean over the seeds is the
+project's rule of *Choices made on validation*. Only the passage phase's seed varies, so
+the spread is its own, not a whole run's.
+
+    dvc exp apply <a student-mode run>   # or dvc repro train with model.passage_encoder: student
+    python benchmarks/tune_passage_phase.py [--lrs 0.002 0.001 0.0005 0.0002] [--seeds 42 7]
+"""
+
+import argparse
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from stages.train import setup
+from twotower.errors import TwoTowerError, exit_on_error
+from twotower.files import write_json
+from twotower.model.passage_regression import regress_passages
+from twotower.model.phases import PASSAGE_PHASE, fit_phases
+from twotower.model.training import SELECT_ON
+
+
+def before_passage_phase(run, start: Path, checkpoints: Path) -> float:
+    """Trains (or loads from `start`) the phases before the passage phase; returns their best
+    validation figure."""
+    if start.is_file():
+        saved = torch.load(start, map_location="cpu", weights_only=False)
+        run.model.load_state_dict(saved["state"])
+        print(f"phases before the passage phase: loaded from {start} ({SELECT_ON} {saved['best']:.4f})")
+        return saved["best"]
+    best = fit_phases(run.model, run.phases[:-1], run.val_split, run.loss, run.device, None, checkpoints,
+                      run.fingerprint)
+    start.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state": run.model.state_dict(), "best": best[SELECT_ON]}, start)
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    return best[SELECT_ON]
+
+
+@exit_on_error
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--prepared", default="data/prepared")
+    parser.add_argument("--tokens", default="data/tokens")
+    parser.add_argument("--triplets", default="data/triplets")
+    parser.add_argument("--teacher", default="data/teacher")
+    parser.add_argument("--checkpoints", default="models/tune/checkpoints")
+    parser.add_argument("--start", type=Path, default=Path("models/tune/before_passage_phase.pt"))
+    parser.add_argument("--lrs", type=float, nargs="+", default=[0.002, 0.001, 0.0005, 0.0002])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42, 7])
+    parser.add_argument("--out", type=Path, default=None, help="write every curve here as JSON")
+    args = parser.parse_args(argv)
+
+    run = setup(args)
+    if not run.phases or run.phases[-1].name != PASSAGE_PHASE:
+        raise TwoTowerError("no passage phase to tune: set model.passage_encoder: student and train.passage_epochs > 0")
+    before = before_passage_phase(run, args.start, Path(args.checkpoints))
+    start_state = {k: v.clone() for k, v in run.model.state_dict().items()}
+    phase = run.phases[-1]
+    results = []
+    for lr in args.lrs:
+        for seed in args.seeds:
+            run.model.load_state_dict(start_state)
+            curve = []
+            regress_passages(run.model, phase.targets, run.val_split, replace(phase.params, lr=lr, seed=seed),
+                             run.device, on_epoch=lambda epoch, figures: curve.append(figures[SELECT_ON]))
+            results.append({"lr": lr, "seed": seed, "curve": curve})
+            print(f"lr {lr:g} seed {seed}: " + " ".join(f"{value:.4f}" for value in curve), flush=True)
+
+    print(f"\nbefore the passage phase: {SELECT_ON} {before:.4f}")
+    print(f"{'lr':>8} {'mean best':>9} " + " ".join(f"{'seed ' + str(s):>17}" for s in args.seeds))
+    for lr in args.lrs:
+        runs = [r for r in results if r["lr"] == lr]
+        bests = [max([before, *r["curve"]]) for r in runs]
+        cells = " ".join(f"{b:.4f} (epoch {r['curve'].index(max(r['curve'])) + 1:>2})" for b, r in zip(bests, runs))
+        print(f"{lr:8g} {sum(bests) / len(bests):9.4f} {cells}")
+    if args.out:
+        write_json({"before": before, "runs": results}, args.out)
+        print(f"curves: {args.out}")
+
+
+if __name__ == "__main__":
+    main()
