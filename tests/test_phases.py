@@ -4,9 +4,11 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 
 from twotower.errors import TwoTowerError
-from twotower.model.phases import ICT_PHASE, Phase, plan_phases, run_fingerprint
+from twotower.model.phases import ICT_PHASE, Phase, fit_phases, plan_phases, run_fingerprint
+from twotower.model.training import SELECT_ON
 from twotower.params import TrainParams
 
 
@@ -58,3 +60,27 @@ def test_a_phase_without_data_is_skipped_with_a_note(tmp_path, capsys):
     assert [(p.name, p.split, p.params.epochs) for p in phases] == [("labelled triplets", "train split", 2)]
     out = capsys.readouterr().out
     assert "no inverse-cloze pairs" in out and "no real split" in out
+
+
+def test_each_phase_starts_from_the_best_weights_so_far_and_the_best_of_all_is_kept(monkeypatch, tmp_path):
+    """A phase that validates worse than an earlier one does not hand its weights on: in
+    student mode the labelled phase can end below the real-query phase, and the passage
+    phase should then start from the real-query phase's weights."""
+    model = torch.nn.Linear(1, 1, bias=False)
+    scores = {"a": 0.5, "b": 0.4, "c": 0.45}
+    seen = []
+
+    def fake_train(model, split, triplets, val_split, params, loss, device, on_epoch, checkpoint, fingerprint):
+        seen.append(model.weight.item())
+        with torch.no_grad():
+            model.weight.fill_(len(seen))  # each phase leaves weights of its own: 1, 2, 3
+        return {"epoch": 1, SELECT_ON: scores[split]}
+
+    monkeypatch.setattr("twotower.model.phases.train", fake_train)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+    phases = [Phase(name, name, [name], replace(TrainParams(), epochs=1)) for name in "abc"]
+    best = fit_phases(model, phases, None, None, "cpu", None, tmp_path, "f")
+    assert seen == [0.0, 1.0, 1.0]  # c starts from a's weights, not from b's worse ones
+    assert best == {"epoch": 1, SELECT_ON: 0.5}
+    assert model.weight.item() == 1.0

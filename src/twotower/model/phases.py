@@ -1,7 +1,8 @@
 """The train stage's phases: which ones run, on what, and fitting them in turn.
 
 Up to four phases, each validated every epoch, in this order (their epochs follow each
-other in the curves; the best epoch of all of them is kept):
+other in the curves; each phase starts from the best epoch so far, and the best epoch of
+all of them is kept):
 1. `train.ict_epochs` on the inverse-cloze pairs subsample made from unlabelled passages;
 2. `train.query_epochs` on unlabelled real queries: the query tower learns the teacher's
    vector of each query and the teacher's scores over its candidate passages
@@ -135,11 +136,14 @@ def passage_phase(params, splits: list[Split], held_out_pids=()) -> Phase | None
 
 def fit_phases(model, phases: list[Phase], val_split, loss, device, on_epoch, checkpoints: Path,
                fingerprint: str) -> dict:
-    """Each phase in turn from the previous one's best weights; returns the best epoch of
-    all (numbered across phases) and leaves its weights in the model."""
+    """Each phase in turn from the best weights so far, by validation (a phase that did
+    not beat an earlier one hands that one's weights on, not its own); returns the best
+    epoch of all (numbered across phases) and leaves its weights in the model."""
     best, best_state, offset = None, None, 0
     for number, phase in enumerate(phases):
         print(f"phase {number + 1}: {phase.name}, {phase.params.epochs} epoch(s), {phase.size}")
+        if best_state is not None:
+            model.load_state_dict(best_state)
 
         def shifted(epoch, figures, offset=offset):
             if on_epoch:
