@@ -174,7 +174,7 @@ class TrainParams:
     query_epochs: int = 6
     candidates: str = "teacher"
     candidate_depth: int = 32
-    passage_epochs: int = 16
+    passage_epochs: int = 4
     passage_lr: float = 2e-3
 
     def validate(self):
