@@ -3,7 +3,7 @@ validation queries, never on test.
 
 Trains the phases before the passage phase once, exactly as the train stage does
 (`stages.train.setup` on params.yaml and the pipeline's data), saves that model to
---start (reused when it exists: delete it after changing anything upstream), then runs the
+--start (reused while the params and inputs are the same), then runs the
 passage phase from it for every learning rate in --lrs and seed in --seeds, each
 `train.passage_epochs` epochs, and prints each run's validation nDCG@10 per epoch. The train
 stage keeps the best epoch of all phases, so a run's worth is the best epoch it reaches
@@ -31,17 +31,20 @@ from twotower.model.training import SELECT_ON
 
 
 def before_passage_phase(run, start: Path, checkpoints: Path) -> float:
-    """Trains (or loads from `start`) the phases before the passage phase; returns their best
-    validation figure."""
+    """Trains (or loads from `start`, when it was saved for the same params and inputs) the
+    phases before the passage phase; returns their best validation figure."""
     if start.is_file():
         saved = torch.load(start, map_location="cpu", weights_only=False)
-        run.model.load_state_dict(saved["state"])
-        print(f"phases before the passage phase: loaded from {start} ({SELECT_ON} {saved['best']:.4f})")
-        return saved["best"]
-    best = fit_phases(run.model, run.phases[:-1], run.val_split, run.loss, run.device, None, checkpoints,
-                      run.fingerprint)
+        if saved.get("fingerprint") == run.fingerprint:
+            run.model.load_state_dict(saved["state"])
+            print(f"phases before the passage phase: loaded from {start} ({SELECT_ON} {saved['best']:.4f})")
+            return saved["best"]
+        print(f"note: {start} was saved for other params or inputs: training the earlier phases again")
+    best = fit_phases(run.model, run.phases[:-1], run.val_split, run.loss, run.device,
+                      lambda epoch, figures: print(f"epoch {epoch}: {SELECT_ON} {figures[SELECT_ON]:.4f}"),
+                      checkpoints, run.fingerprint)
     start.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"state": run.model.state_dict(), "best": best[SELECT_ON]}, start)
+    torch.save({"state": run.model.state_dict(), "best": best[SELECT_ON], "fingerprint": run.fingerprint}, start)
     shutil.rmtree(checkpoints, ignore_errors=True)
     return best[SELECT_ON]
 
