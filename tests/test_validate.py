@@ -182,3 +182,19 @@ def test_validate_does_not_import_torch(tmp_path, raw):
                             timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "False"
+
+
+def test_a_val_trec_set_the_train_rows_lack_is_one_line_naming_the_sets_they_have(tmp_path, capsys):
+    """subsample would stop on it after reading every split; validate says it up front."""
+    raw = make_tiny_msmarco(tmp_path / "raw", n_train=12, n_validation=6, n_test=6)
+    train = pq.read_table(raw / "train.parquet").to_pandas()
+    train["trec_set"] = ["dl20", "dl21"] * 6
+    train.to_parquet(raw / "train.parquet")
+    code, lines = validate(capsys, "--params", str(write_params(tmp_path, raw, data={"raw_dir": str(raw),
+                                                                                     "val_trec_set": "dl19"})))
+    assert code == 1
+    assert lines == [f"{tmp_path / 'params.yaml'}: data.val_trec_set: 'dl19' is not a TREC-DL set of the train "
+                     "split; it has dl20, dl21 (or use 'all')"]
+    code, lines = validate(capsys, "--params", str(write_params(tmp_path, raw, data={"raw_dir": str(raw),
+                                                                                     "val_trec_set": "dl21"})))
+    assert code == 0

@@ -178,6 +178,8 @@ def run_validate(args) -> None:
         found, warned = check_split(raw_dir, split)
         problems += found
         warnings += warned
+    if raw is not None and not problems:
+        problems += _trec_set_problems(raw, raw_dir, args.params)
     for line in problems:
         print(line)
     for line in warnings:
@@ -186,6 +188,23 @@ def run_validate(args) -> None:
         sys.exit(1)
     print(f"ok: {args.params} is valid and {raw_dir} has {', '.join(SPLITS)} in the expected schema"
           + (f" ({len(warnings)} warning(s))" if warnings else ""))
+
+
+def _trec_set_problems(raw: dict, raw_dir, params_path) -> list[str]:
+    """The subsample stage's check of `data.val_trec_set` against the raw train rows' sets
+    (rows without sets hold out from every query, so they pass)."""
+    from twotower.data.holdout import check_trec_set
+    from twotower.data.raw import read_trec_sets
+    from twotower.params import section_from_dict
+
+    data = section_from_dict("data", raw.get("data"))
+    sets = read_trec_sets(raw_dir) if data.validation == "trec" and data.val_trec_set != "all" else None
+    try:
+        if sets is not None:
+            check_trec_set(sets, data.val_trec_set)
+    except TwoTowerError as exc:
+        return [f"{params_path}: {exc}"]
+    return []
 
 
 @exit_on_error

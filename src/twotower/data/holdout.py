@@ -54,10 +54,16 @@ def trec_set_queries(raw_dir, trec_set: str):
         print(f"note: the train split names no TREC-DL sets, so data.val_trec_set '{trec_set}' holds out from "
               "every query")
         return None
+    check_trec_set(sets, trec_set)
+    return set(sets.index[sets == trec_set])
+
+
+def check_trec_set(sets: pd.Series, trec_set: str) -> None:
+    """One line naming the train split's sets when `trec_set` is none of them; also run by
+    `twotower validate`, so the mistake shows before a long run."""
     if trec_set not in set(sets):
         raise TwoTowerError(f"data.val_trec_set: '{trec_set}' is not a TREC-DL set of the train split; it has "
                             f"{', '.join(sorted(set(sets)))} (or use 'all')")
-    return set(sets.index[sets == trec_set])
 
 
 def _subset(tables: SplitTables, keep) -> SplitTables:
