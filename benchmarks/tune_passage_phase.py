@@ -84,8 +84,9 @@ def main(argv=None):
     print(f"{'lr':>8} {'mean best':>9} " + " ".join(f"{'seed ' + str(s):>17}" for s in args.seeds))
     for lr in args.lrs:
         runs = [r for r in results if r["lr"] == lr]
-        bests = [max([before, *r["curve"]]) for r in runs]
-        cells = " ".join(f"{b:.4f} (epoch {r['curve'].index(max(r['curve'])) + 1:>2})" for b, r in zip(bests, runs))
+        curves = [[before, *r["curve"]] for r in runs]  # epoch 0: the earlier phases' best, kept if none beats it
+        bests = [max(curve) for curve in curves]
+        cells = " ".join(f"{b:.4f} (epoch {curve.index(b):>2})" for b, curve in zip(bests, curves))
         print(f"{lr:8g} {sum(bests) / len(bests):9.4f} {cells}")
     if args.out:
         write_json({"before": before, "runs": results}, args.out)
