@@ -108,6 +108,7 @@ BAD_VALUES = [
     ("train", "val_batch_size", 0),
     ("train", "passage_lr", 0),
     ("train", "passage_lr", -0.001),
+    ("train", "passage_table", "frozen"),
     ("data", "val_trec_set", ""),
     ("data", "val_trec_set", 20),
 ]

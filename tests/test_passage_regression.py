@@ -65,7 +65,8 @@ def test_only_the_passage_tower_moves_and_it_moves_toward_the_teacher(tmp_path):
     model = student_model()
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     start = mean_cosine(model, targets)
-    best = regress_passages(model, targets, make_split(5), replace(PARAMS, epochs=20), torch.device("cpu"))
+    best = regress_passages(model, targets, make_split(5), replace(PARAMS, epochs=20, passage_table="train"),
+                            torch.device("cpu"))
     assert 1 <= best["epoch"] <= 20 and "nDCG@10" in best
     moved = {name for name, p in model.named_parameters() if not torch.equal(p, before[name])}
     assert moved and all(name.startswith("passage_encoder.") for name in moved)
@@ -74,10 +75,26 @@ def test_only_the_passage_tower_moves_and_it_moves_toward_the_teacher(tmp_path):
     # Validation picks the kept epoch, so compare the fit with a run that keeps the last one.
     last = student_model()
     figures = []
-    regress_passages(last, targets, make_split(5), replace(PARAMS, epochs=20), torch.device("cpu"),
+    regress_passages(last, targets, make_split(5), replace(PARAMS, epochs=20, passage_table="train"), torch.device("cpu"),
                      on_epoch=lambda epoch, f: figures.append(f["loss"]))
     assert figures[-1] < figures[0]
     assert mean_cosine(model, targets) > start or mean_cosine(last, targets) > start
+
+
+def test_a_frozen_passage_table_stays_while_the_rest_of_the_passage_tower_moves():
+    split = with_teacher(make_split(0))
+    targets = passage_targets([split])
+    model = student_model()
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    start = mean_cosine(model, targets)
+    regress_passages(model, targets, make_split(5), replace(PARAMS, epochs=20, passage_table="freeze"),
+                     torch.device("cpu"), on_epoch=lambda epoch, f: None)
+    moved = {name for name, p in model.named_parameters() if not torch.equal(p, before[name])}
+    assert "passage_encoder.embedding.weight" not in moved
+    assert {"passage_encoder.term_weight.weight", "passage_encoder.project.weight"} <= moved
+    assert all(name.startswith("passage_encoder.") for name in moved)
+    assert all(p.requires_grad for p in model.parameters())  # the table is trainable again afterwards
+    assert mean_cosine(model, targets) > start
 
 
 def test_a_resumed_run_ends_with_the_weights_of_an_unbroken_one(tmp_path):

@@ -26,6 +26,7 @@ PASSAGE_ENCODERS = ("student", "teacher")
 TOKENIZERS = ("wordpiece", "word")
 VALIDATIONS = ("trec", "msmarco")
 CANDIDATES = ("teacher", "bm25")
+PASSAGE_TABLES = ("freeze", "train")
 
 
 def fail(section, name, value, accepted):

@@ -15,7 +15,7 @@ import yaml
 from twotower.errors import TwoTowerError
 from twotower.param_checks import (RNN_TYPES, LOSSES, POOLINGS, NEGATIVES, LR_SCHEDULES,
     DEVICES, BM25_METHODS, STEMMERS, STOPWORDS, FUSIONS, INDEXES, WORD_VECTORS, DISTILL_LOSSES,
-    OUTPUTS, PASSAGE_ENCODERS, TOKENIZERS, VALIDATIONS, CANDIDATES, fail, check_bool,
+    OUTPUTS, PASSAGE_ENCODERS, TOKENIZERS, VALIDATIONS, CANDIDATES, PASSAGE_TABLES, fail, check_bool,
     check_choice, check_float, check_int)
 
 
@@ -174,13 +174,15 @@ class TrainParams:
     query_epochs: int = 6
     candidates: str = "teacher"
     candidate_depth: int = 32
-    passage_epochs: int = 4
+    passage_epochs: int = 8
     passage_lr: float = 2e-3
+    passage_table: str = "freeze"
 
     def validate(self):
         check_int("train", "query_epochs", self.query_epochs, 0)
         check_int("train", "passage_epochs", self.passage_epochs, 0)
         check_float("train", "passage_lr", self.passage_lr, 0, low_open=True)
+        check_choice("train", "passage_table", self.passage_table, PASSAGE_TABLES)
         check_choice("train", "candidates", self.candidates, CANDIDATES)
         check_int("train", "candidate_depth", self.candidate_depth, 2)
         check_float("train", "distill_weight", self.distill_weight, 0, 1)

@@ -9,8 +9,8 @@ all of them is kept):
    (`train.candidates` mines them, `twotower.distill.candidates`), teacher losses only;
 3. `train.epochs` on the labelled train triplets;
 4. `train.passage_epochs` at `train.passage_lr`, student mode only: the passage tower alone
-   regressed onto the teacher's vectors of every train and real passage it encoded
-   (`twotower.model.passage_regression`).
+   (its word table too with `train.passage_table: train`) regressed onto the teacher's
+   vectors of every train and real passage it encoded (`twotower.model.passage_regression`).
 A checkpoint resumes only a run whose params and input files match (`inputs_fingerprint`).
 """
 
