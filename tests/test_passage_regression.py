@@ -75,8 +75,8 @@ def test_only_the_passage_tower_moves_and_it_moves_toward_the_teacher(tmp_path):
     # Validation picks the kept epoch, so compare the fit with a run that keeps the last one.
     last = student_model()
     figures = []
-    regress_passages(last, targets, make_split(5), replace(PARAMS, epochs=20, passage_table="train"), torch.device("cpu"),
-                     on_epoch=lambda epoch, f: figures.append(f["loss"]))
+    regress_passages(last, targets, make_split(5), replace(PARAMS, epochs=20, passage_table="train"),
+                     torch.device("cpu"), on_epoch=lambda epoch, f: figures.append(f["loss"]))
     assert figures[-1] < figures[0]
     assert mean_cosine(model, targets) > start or mean_cosine(last, targets) > start
 

@@ -198,10 +198,10 @@ def _trec_set_problems(raw: dict, raw_dir, params_path) -> list[str]:
     from twotower.params import section_from_dict
 
     data = section_from_dict("data", raw.get("data"))
-    sets = read_trec_sets(raw_dir) if data.validation == "trec" and data.val_trec_set != "all" else None
+    if data.validation != "trec" or data.val_trec_set == "all" or (sets := read_trec_sets(raw_dir)) is None:
+        return []
     try:
-        if sets is not None:
-            check_trec_set(sets, data.val_trec_set)
+        check_trec_set(sets, data.val_trec_set)
     except TwoTowerError as exc:
         return [f"{params_path}: {exc}"]
     return []

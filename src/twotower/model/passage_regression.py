@@ -78,9 +78,10 @@ def regress_passages(model, targets: PassageTargets, val_split: Split, params, d
     """`params.epochs` epochs of regression (`params`: a `TrainParams`), validated each epoch
     as `training.train` does; ends with the best epoch's weights and returns its figures.
     Checkpointed and resumed like `training.train`."""
-    also_frozen = ("passage_encoder.embedding.",) if params.passage_table == "freeze" else ()
+    freeze_table = params.passage_table == "freeze"
     frozen = [p for name, p in model.named_parameters()
-              if p.requires_grad and (not name.startswith("passage_encoder.") or name.startswith(also_frozen))]
+              if p.requires_grad and (not name.startswith("passage_encoder.")
+                                      or freeze_table and name.startswith("passage_encoder.embedding."))]
     for p in frozen:
         p.requires_grad_(False)  # before DDP is built, so it syncs the passage tower alone
     try:
