@@ -198,3 +198,13 @@ def test_a_val_trec_set_the_train_rows_lack_is_one_line_naming_the_sets_they_hav
     code, lines = validate(capsys, "--params", str(write_params(tmp_path, raw, data={"raw_dir": str(raw),
                                                                                      "val_trec_set": "dl21"})))
     assert code == 0
+
+
+def test_train_rows_without_trec_sets_pass_without_the_stages_note(tmp_path, capsys):
+    """subsample notes that such rows hold out from every query; validate only checks, so it
+    says ok and nothing else."""
+    raw = make_tiny_msmarco(tmp_path / "raw", n_train=12, n_validation=6, n_test=6)
+    code, lines = validate(capsys, "--params", str(write_params(tmp_path, raw, data={"raw_dir": str(raw),
+                                                                                     "val_trec_set": "dl20"})))
+    assert code == 0
+    assert len(lines) == 1 and lines[0].startswith("ok: ")

@@ -44,15 +44,16 @@ def hold_out(train: SplitTables, n: int, seed: int, among=None) -> tuple[SplitTa
     return _subset(train, lambda qids: ~qids.isin(held)), _subset(train, lambda qids: qids.isin(held))
 
 
-def trec_set_queries(raw_dir, trec_set: str):
+def trec_set_queries(raw_dir, trec_set: str, note=print):
     """The train queries `data.val_trec_set` may hold out (None: any). Files without
-    TREC-DL sets hold out from every query, with a note."""
+    TREC-DL sets hold out from every query, said through `note` (`twotower validate`,
+    which only checks, passes one that keeps quiet)."""
     if trec_set == "all":
         return None
     sets = read_trec_sets(raw_dir)
     if sets is None:
-        print(f"note: the train split names no TREC-DL sets, so data.val_trec_set '{trec_set}' holds out from "
-              "every query")
+        note(f"note: the train split names no TREC-DL sets, so data.val_trec_set '{trec_set}' holds out from "
+             "every query")
         return None
     check_trec_set(sets, trec_set)
     return set(sets.index[sets == trec_set])
