@@ -1,19 +1,20 @@
 """Choose student mode's passage phase (`train.passage_lr`, `train.passage_epochs`,
-`train.passage_table`) on the validation queries, never on test.
+`train.passage_table`, `train.passage_contrast`) on the validation queries, never on test.
 
 Trains the phases before the passage phase once, exactly as the train stage does
 (`stages.train.setup` on params.yaml and the pipeline's data), saves that model to
 --start (reused while the params and inputs are the same), then runs the
-passage phase from it for every word-table setting in --tables, learning rate in --lrs
-and seed in --seeds, each
+passage phase from it for every word-table setting in --tables, learning rate in --lrs,
+contrast weight in --contrasts and seed in --seeds, each
 `train.passage_epochs` epochs, and prints each run's validation nDCG@10 per epoch. The train
 stage keeps the best epoch of all phases, so a run's worth is the best epoch it reaches
-(the phases before it included); the learning rate with the best mean over the seeds is the
+(the phases before it included); the setting with the best mean over the seeds is the
 project's rule of *Choices made on validation*. Only the passage phase's seed varies, so
 the spread is its own, not a whole run's.
 
     dvc exp apply <a student-mode run>   # or dvc repro train with model.passage_encoder: student
-    python benchmarks/tune_passage_phase.py [--tables freeze train] [--lrs 0.002 0.001 0.0005 0.0002] [--seeds 42 7]
+    python benchmarks/tune_passage_phase.py [--tables freeze train] [--lrs 0.002 0.001 0.0005 0.0002] \
+        [--contrasts 0.1 1 3] [--seeds 42 7]
 """
 
 import argparse
@@ -64,6 +65,8 @@ def main(argv=None):
     parser.add_argument("--tables", nargs="+", choices=PASSAGE_TABLES, default=["freeze"],
                         help="train.passage_table settings to compare")
     parser.add_argument("--lrs", type=float, nargs="+", default=[0.002, 0.001, 0.0005, 0.0002])
+    parser.add_argument("--contrasts", type=float, nargs="+", default=None,
+                        help="train.passage_contrast settings to compare (default: the params' own)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 7])
     parser.add_argument("--out", type=Path, default=None, help="write every curve here as JSON")
     args = parser.parse_args(argv)
@@ -75,25 +78,28 @@ def main(argv=None):
     start_state = {k: v.clone() for k, v in run.model.state_dict().items()}
     phase = run.phases[-1]
     results = []
-    settings = [(table, lr) for table in args.tables for lr in args.lrs]
-    for table, lr in settings:
+    contrasts = args.contrasts or [phase.params.passage_contrast]
+    settings = [(table, lr, contrast) for table in args.tables for lr in args.lrs for contrast in contrasts]
+    for table, lr, contrast in settings:
         for seed in args.seeds:
             run.model.load_state_dict(start_state)
             curve = []
             regress_passages(run.model, phase.targets, run.val_split,
-                             replace(phase.params, lr=lr, seed=seed, passage_table=table),
+                             replace(phase.params, lr=lr, seed=seed, passage_table=table, passage_contrast=contrast),
                              run.device, on_epoch=lambda epoch, figures: curve.append(figures[SELECT_ON]))
-            results.append({"table": table, "lr": lr, "seed": seed, "curve": curve})
-            print(f"table {table} lr {lr:g} seed {seed}: " + " ".join(f"{value:.4f}" for value in curve), flush=True)
+            results.append({"table": table, "lr": lr, "contrast": contrast, "seed": seed, "curve": curve})
+            print(f"table {table} lr {lr:g} contrast {contrast:g} seed {seed}: "
+                  + " ".join(f"{value:.4f}" for value in curve), flush=True)
 
     print(f"\nbefore the passage phase: {SELECT_ON} {before:.4f}")
-    print(f"{'table':>6} {'lr':>8} {'mean best':>9} " + " ".join(f"{'seed ' + str(s):>17}" for s in args.seeds))
-    for table, lr in settings:
-        runs = [r for r in results if r["lr"] == lr and r["table"] == table]
+    print(f"{'table':>6} {'lr':>8} {'contrast':>8} {'mean best':>9} "
+          + " ".join(f"{'seed ' + str(s):>17}" for s in args.seeds))
+    for table, lr, contrast in settings:
+        runs = [r for r in results if (r["table"], r["lr"], r["contrast"]) == (table, lr, contrast)]
         curves = [[before, *r["curve"]] for r in runs]  # epoch 0: the earlier phases' best, kept if none beats it
         bests = [max(curve) for curve in curves]
         cells = " ".join(f"{b:.4f} (epoch {curve.index(b):>2})" for b, curve in zip(bests, curves))
-        print(f"{table:>6} {lr:8g} {sum(bests) / len(bests):9.4f} {cells}")
+        print(f"{table:>6} {lr:8g} {contrast:8g} {sum(bests) / len(bests):9.4f} {cells}")
     if args.out:
         write_json({"before": before, "runs": results}, args.out)
         print(f"curves: {args.out}")

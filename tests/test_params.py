@@ -109,6 +109,7 @@ BAD_VALUES = [
     ("train", "passage_lr", 0),
     ("train", "passage_lr", -0.001),
     ("train", "passage_table", "frozen"),
+    ("train", "passage_contrast", -0.1),
     ("data", "val_trec_set", ""),
     ("data", "val_trec_set", 20),
 ]
@@ -173,7 +174,8 @@ def test_load_section_reads_only_its_section(tmp_path):
 @pytest.mark.parametrize("section,name,value", [("train", "lr", float("inf")), ("hybrid", "weight", float("nan")),
                                                 ("bm25", "k1", float("-inf")), ("train", "grad_clip", float("inf")),
                                                 ("model", "temperature", float("nan")),
-                                                ("train", "passage_lr", float("nan"))])
+                                                ("train", "passage_lr", float("nan")),
+                                                ("train", "passage_contrast", float("inf"))])
 def test_non_finite_numbers_are_rejected(section, name, value):
     """YAML's .inf and .nan are floats, and NaN fails no range comparison."""
     with pytest.raises(TwoTowerError) as err:

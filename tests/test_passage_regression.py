@@ -3,9 +3,10 @@
 from dataclasses import replace
 
 import numpy as np
+import pytest
 import torch
 
-from twotower.model.passage_regression import passage_targets, regress_passages
+from twotower.model.passage_regression import passage_targets, regress_passages, regression_loss
 from twotower.model.phases import PASSAGE_PHASE, plan_phases
 from twotower.model.towers import ModelConfig, TwoTower
 from twotower.model.training import seed_everything
@@ -95,6 +96,28 @@ def test_a_frozen_passage_table_stays_while_the_rest_of_the_passage_tower_moves(
     assert all(name.startswith("passage_encoder.") for name in moved)
     assert all(p.requires_grad for p in model.parameters())  # the table is trainable again afterwards
     assert mean_cosine(model, targets) > start
+
+
+def test_the_contrast_adds_in_batch_cross_entropy_to_the_cosine_at_its_weight():
+    torch.manual_seed(0)
+    student = torch.nn.functional.normalize(torch.randn(4, 8), dim=-1)
+    teacher = torch.nn.functional.normalize(torch.randn(6, 8), dim=-1)
+    own = torch.tensor([0, 2, 3, 5])  # the student rows' places among the batch's teacher rows
+    cosine = float((1 - (student * teacher[own]).sum(-1)).mean())
+    assert float(regression_loss(student, teacher[own], teacher, own, 0.0)) == pytest.approx(cosine)
+    cross_entropy = float(torch.nn.functional.cross_entropy(student @ teacher.T / 0.05, own))
+    assert float(regression_loss(student, teacher[own], teacher, own, 2.0)) == pytest.approx(cosine + 2 * cross_entropy)
+
+
+def test_the_phase_trains_with_the_contrast_params_ask_for():
+    targets = passage_targets([with_teacher(make_split(0))])
+    trained = {}
+    for contrast in (0.0, 1.0):
+        model = student_model()
+        regress_passages(model, targets, make_split(5), replace(PARAMS, epochs=2, passage_contrast=contrast),
+                         torch.device("cpu"))
+        trained[contrast] = model.passage_encoder.project.weight.detach().clone()
+    assert not torch.equal(trained[0.0], trained[1.0])
 
 
 def test_a_resumed_run_ends_with_the_weights_of_an_unbroken_one(tmp_path):

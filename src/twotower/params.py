@@ -177,12 +177,14 @@ class TrainParams:
     passage_epochs: int = 8
     passage_lr: float = 2e-3
     passage_table: str = "freeze"
+    passage_contrast: float = 1.0
 
     def validate(self):
         check_int("train", "query_epochs", self.query_epochs, 0)
         check_int("train", "passage_epochs", self.passage_epochs, 0)
         check_float("train", "passage_lr", self.passage_lr, 0, low_open=True)
         check_choice("train", "passage_table", self.passage_table, PASSAGE_TABLES)
+        check_float("train", "passage_contrast", self.passage_contrast, 0)
         check_choice("train", "candidates", self.candidates, CANDIDATES)
         check_int("train", "candidate_depth", self.candidate_depth, 2)
         check_float("train", "distill_weight", self.distill_weight, 0, 1)

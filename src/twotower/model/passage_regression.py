@@ -4,8 +4,10 @@ In student mode the passage tower otherwise learns only from the passages that h
 a real query's candidates or a labelled triplet's, through losses shaped for queries. Here
 every train and real passage the teacher encoded is a target of its own: the tower's vector
 (projected into the teacher's space) is pulled to the teacher's by cosine, plus an in-batch
-InfoNCE against the teacher's vectors of the batch's other passages (weight 0.1, as in
-`docs/DISTILLATION-NOTES.md`'s static passage bag). Only the passage tower moves: the query
+InfoNCE against the teacher's vectors of the batch's other passages (weight
+`train.passage_contrast`; 0.1 in `docs/DISTILLATION-NOTES.md`'s static passage bag): the
+cosine asks for the teacher's vector in every direction, the contrast for the directions
+that tell a passage from the others, which is what a search ranks by. Only the passage tower moves: the query
 tower and the projection into the teacher's space stay as the earlier phases left them.
 With `train.passage_table: freeze` its word table stays too, and only its RNN, projection
 and term weights move: the table is 30k pieces x 384 against ~30k targets, and trained it
@@ -27,7 +29,6 @@ from twotower.model.training import (Updates, end_epoch, epoch_batches, make_opt
 from twotower.retrieval.dense import Split
 from twotower.text.tokenizers import TokenArrays
 
-INFONCE_WEIGHT = 0.1
 TEMPERATURE = 0.05
 
 
@@ -65,12 +66,14 @@ def passage_targets(splits: list[Split], held_out_pids=()) -> PassageTargets:
 
 
 def regression_loss(student: torch.Tensor, teacher_rows: torch.Tensor, teacher_batch: torch.Tensor,
-                    rows_in_batch: torch.Tensor) -> torch.Tensor:
-    """Mean cosine distance of `student` [r, d] to its teacher rows, plus INFONCE_WEIGHT x
+                    rows_in_batch: torch.Tensor, contrast: float) -> torch.Tensor:
+    """Mean cosine distance of `student` [r, d] to its teacher rows, plus `contrast` x
     cross-entropy of student @ teacher_batch.T with each row's own place in the batch as target."""
     cosine = (1.0 - (student * teacher_rows).sum(-1)).mean()
+    if not contrast:
+        return cosine
     logits = student @ teacher_batch.T / TEMPERATURE
-    return cosine + INFONCE_WEIGHT * F.cross_entropy(logits, rows_in_batch)
+    return cosine + contrast * F.cross_entropy(logits, rows_in_batch)
 
 
 def regress_passages(model, targets: PassageTargets, val_split: Split, params, device, on_epoch=None,
@@ -106,7 +109,7 @@ def _fit(model, targets, val_split, params, device, on_epoch, checkpoint, finger
         batches = epoch_batches(rng.permutation(len(targets)), targets.passages.lengths, params.batch_size,
                                 params.bucket_size, rng)
         mean_loss = _epoch(replica, model.to_teacher, targets, vectors, batches, updates, device,
-                           desc=f"passages {epoch}/{params.epochs}")
+                           params.passage_contrast, desc=f"passages {epoch}/{params.epochs}")
         end_epoch(model, state, epoch, mean_loss, val_split, params, device, on_epoch,
                   save=checkpoint and (lambda: save_checkpoint(checkpoint, fingerprint, state, model, optimizers,
                                                                schedules, rng)))
@@ -115,7 +118,8 @@ def _fit(model, targets, val_split, params, device, on_epoch, checkpoint, finger
     return state["best"]
 
 
-def _epoch(tower, project, targets: PassageTargets, vectors, batches, updates: Updates, device, desc: str) -> float:
+def _epoch(tower, project, targets: PassageTargets, vectors, batches, updates: Updates, device, contrast: float,
+           desc: str) -> float:
     """One pass; under torchrun each process encodes every world_size-th row of a batch and
     weighs its mean loss by its share, so DDP's averaged step is the whole batch's."""
     tower.train()
@@ -129,7 +133,8 @@ def _epoch(tower, project, targets: PassageTargets, vectors, batches, updates: U
             student = project(tower(*targets.passages.batch(batch[own], device)))
         student = F.normalize(student.float(), dim=-1)
         batch_vectors = vectors[torch.as_tensor(batch, device=device)]
-        loss = regression_loss(student, batch_vectors[own], batch_vectors, torch.as_tensor(own, device=device))
+        loss = regression_loss(student, batch_vectors[own], batch_vectors, torch.as_tensor(own, device=device),
+                               contrast)
         (loss * len(own) * world / len(batch)).backward()
         updates.step()
         total += float(loss.detach()) * len(own)
