@@ -7,7 +7,8 @@ passage it compares, with the teacher's own vector of it (mean cosine) and as a 
 (validation nDCG@10, queried by the teacher's query vectors and by the model's query
 tower):
 
-- the model's passage tower (`--model`, a student-mode model);
+- the model's passage tower (`--model`, a student-mode model), and the teacher's own
+  passage vectors (the ceiling);
 - the plain mean of the tokenize stage's token vectors, mapped into the teacher's space by
   one least-squares linear map fitted on `--fit` collection passages (the real split's,
   which the teacher encoded; never validation's);
@@ -139,7 +140,7 @@ def main(argv=None):
         print(f"{name}: " + ", ".join(f"{k} {v:.4f}" for k, v in figures.items()), flush=True)
         return {"name": name, **figures}
 
-    results = [report("the model's passage tower", model_p)]
+    results = [report("the model's passage tower", model_p), report("the teacher's passage vectors", teacher_p)]
     tables = [("token table mean + linear map", static)]
     if args.context:
         texts = pd.read_parquet(Path(args.prepared, "real", "passages.parquet")).set_index("pid").loc[

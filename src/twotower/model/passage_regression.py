@@ -7,8 +7,9 @@ every train and real passage the teacher encoded is a target of its own: the tow
 InfoNCE against the teacher's vectors of the batch's other passages (weight
 `train.passage_contrast`; 0.1 in `docs/DISTILLATION-NOTES.md`'s static passage bag): the
 cosine asks for the teacher's vector in every direction, the contrast for the directions
-that tell a passage from the others, which is what a search ranks by. Only the passage tower moves: the query
-tower and the projection into the teacher's space stay as the earlier phases left them.
+that tell a passage from the others, which is what a search ranks by. Only the passage
+tower moves: the query tower and the projection into the teacher's space stay as the
+earlier phases left them.
 With `train.passage_table: freeze` its word table stays too, and only its RNN, projection
 and term weights move: the table is 30k pieces x 384 against ~30k targets, and trained it
 fits the targets' own pieces (mean cosine to the teacher 0.92 on them, 0.72 on held-out
