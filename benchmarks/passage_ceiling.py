@@ -48,11 +48,15 @@ def unit(x) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-9)
 
 
-def mean_rows(table: np.ndarray, split, rows: np.ndarray) -> np.ndarray:
-    """Plain (unweighted) mean of each passage's token rows, with a constant column for the map."""
-    ids = np.asarray(split.passages.ids[rows])
-    mask = ids > 0
-    means = (table[ids] * mask[..., None]).sum(1) / np.maximum(mask.sum(1), 1)[:, None]
+def mean_rows(table: np.ndarray, split, rows: np.ndarray, chunk: int = 512) -> np.ndarray:
+    """Plain (unweighted) mean of each passage's token rows, with a constant column for the
+    map; `chunk` passages at a time, so the gathered rows stay small."""
+    means = []
+    for start in range(0, len(rows), chunk):
+        ids = np.asarray(split.passages.ids[rows[start: start + chunk]])
+        mask = ids > 0
+        means.append((table[ids] * mask[..., None]).sum(1) / np.maximum(mask.sum(1), 1)[:, None])
+    means = np.concatenate(means) if means else np.zeros((0, table.shape[1]), np.float32)
     return np.hstack([means, np.ones((len(means), 1), np.float32)])
 
 
@@ -76,7 +80,7 @@ def contextual_table(texts: list[str], vocab: list[str], static: np.ndarray, bat
     counts = np.zeros(len(vocab))
     with torch.inference_mode():
         for start in tqdm(range(0, len(texts), batch_size), desc="teacher token states", unit="batch"):
-            features = teacher.tokenize(texts[start: start + batch_size])
+            features = teacher.preprocess(texts[start: start + batch_size])
             states = teacher[0](dict(features))["token_embeddings"].numpy()
             ids = ours[features["input_ids"].numpy()]
             keep = features["attention_mask"].numpy().astype(bool) & (ids >= 0)
