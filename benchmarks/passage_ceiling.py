@@ -16,7 +16,8 @@ tower):
   states of each piece, averaged over N other collection passages (the teacher's own
   passage vector is the mean of those states, so this is the bag nearest to it that needs
   no training; pieces unseen there are mapped from their static rows). It runs the teacher
-  on N passages (~25 a second on 2 cores).
+  the params' `teacher` section names, at its `max_seq_length`, on N passages (~25 a
+  second on 2 cores).
 
 The mapped bags' cosine on `--fit` passages themselves and on held-out collection passages
 shows how much of the gap to validation is the passages, not the fit.
@@ -32,12 +33,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from twotower.distill.teacher import default_teacher_dir, load_teacher
+from twotower.distill.teacher import load_teacher, teacher_dir
 from twotower.errors import TwoTowerError, exit_on_error
 from twotower.evaluation.metrics import evaluate_run
 from twotower.files import write_json
 from twotower.model.tokenized import load_tokenized
 from twotower.model.towers import load_model
+from twotower.params import load_section
 from twotower.retrieval.dense import embed, to_run, top_k
 
 RIDGE = 0.01
@@ -65,12 +67,11 @@ def fit_map(bags: np.ndarray, targets: np.ndarray) -> np.ndarray:
     return np.linalg.solve(bags.T @ bags + RIDGE * np.eye(bags.shape[1]), bags.T @ targets)
 
 
-def contextual_table(texts: list[str], vocab: list[str], static: np.ndarray, batch_size: int) -> np.ndarray:
-    """Each vocabulary piece's mean contextual state in the teacher over `texts`; pieces not
+def contextual_table(teacher, texts: list[str], vocab: list[str], static: np.ndarray, batch_size: int) -> np.ndarray:
+    """Each vocabulary piece's mean contextual state in `teacher` over `texts`; pieces not
     seen there get a linear map of their static row, fitted on those seen at least 3 times."""
     from tqdm.auto import tqdm
 
-    teacher = load_teacher(default_teacher_dir(), "cpu", 128)
     row = {piece: i for i, piece in enumerate(vocab)}
     teacher_vocab = teacher.tokenizer.get_vocab()
     ours = np.full(len(teacher_vocab), -1)
@@ -102,6 +103,7 @@ def main(argv=None):
     parser.add_argument("--prepared", default="data/prepared")
     parser.add_argument("--tokens", default="data/tokens")
     parser.add_argument("--teacher", default="data/teacher")
+    parser.add_argument("--params", default="params.yaml", help="its teacher section names the teacher")
     parser.add_argument("--fit", type=int, default=10000, help="collection passages the linear maps are fitted on")
     parser.add_argument("--held-out", type=int, default=3000, help="other collection passages, scored like validation")
     parser.add_argument("--context", type=int, default=0, help="collection passages for the contextual table (0: skip)")
@@ -149,8 +151,10 @@ def main(argv=None):
     if args.context:
         texts = pd.read_parquet(Path(args.prepared, "real", "passages.parquet")).set_index("pid").loc[
             [real.pids[i] for i in context], "text"].tolist()
+        teacher_params = load_section("teacher", args.params)
+        teacher = load_teacher(teacher_dir(teacher_params.model), "cpu", teacher_params.max_seq_length)
         tables.append((f"contextual table ({args.context} passages) mean + linear map",
-                       contextual_table(texts, vocab, static, 32)))
+                       contextual_table(teacher, texts, vocab, static, 32)))
     targets = unit(real.teacher_passages[fit])
     for name, table in tables:
         bags = mean_rows(table, real, fit)
