@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import spearmanr
 
 from twotower.model.tokenized import load_tokenized
 from twotower.model.towers import load_model
@@ -68,20 +69,9 @@ def with_base(overrides: list[str]) -> list[str]:
     return [b for b in BASE if b.split("=", 1)[0] not in keys] + overrides
 
 
-def ranks(values) -> np.ndarray:
-    """Average ranks (ties share their mean rank), as Spearman's rho uses."""
-    values = np.asarray(values, dtype=float)
-    order = np.argsort(values, kind="stable")
-    out = np.empty(len(values))
-    out[order] = np.arange(1, len(values) + 1)
-    for value in np.unique(values):
-        same = values == value
-        out[same] = out[same].mean()
-    return out
-
-
 def spearman(x, y) -> float:
-    return float(np.corrcoef(ranks(x), ranks(y))[0, 1])
+    """Spearman's rank correlation (ties share their mean rank)."""
+    return float(spearmanr(x, y).statistic)
 
 
 def validation_with_feedback(prepared="data/prepared", tokens="data/tokens", teacher="data/teacher",
