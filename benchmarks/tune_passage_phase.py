@@ -3,7 +3,8 @@
 
 Trains the phases before the passage phase once, exactly as the train stage does
 (`stages.train.setup` on params.yaml and the pipeline's data), saves that model to
---start (reused while the params and inputs are the same), then runs the
+--start (reused while the params those phases read and the inputs are the same: a change
+of the passage phase's own params does not retrain them), then runs the
 passage phase from it for every word-table setting in --tables, learning rate in --lrs,
 contrast weight in --contrasts and seed in --seeds, each
 `train.passage_epochs` epochs, and prints each run's validation nDCG@10 per epoch. The train
@@ -19,7 +20,7 @@ the spread is its own, not a whole run's.
 
 import argparse
 import shutil
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -28,17 +29,29 @@ from stages.train import setup
 from twotower.errors import TwoTowerError, exit_on_error
 from twotower.files import write_json
 from twotower.model.passage_regression import regress_passages
-from twotower.model.phases import PASSAGE_PHASE, fit_phases
+from twotower.model.phases import PASSAGE_PHASE, fit_phases, run_fingerprint
 from twotower.model.training import SELECT_ON
 from twotower.param_checks import PASSAGE_TABLES
+from twotower.params import load_section
+
+# What only the passage phase reads; the phases before it are the same model without them.
+PASSAGE_PHASE_PARAMS = ("passage_epochs", "passage_lr", "passage_table", "passage_contrast")
 
 
-def before_passage_phase(run, start: Path, checkpoints: Path) -> float:
-    """Trains (or loads from `start`, when it was saved for the same params and inputs) the
-    phases before the passage phase; returns their best validation figure."""
+def earlier_phases_fingerprint(args, run) -> str:
+    """The run's fingerprint less the passage phase's own params, which the earlier phases
+    never read: a saved start stays valid when only those change."""
+    train = {k: v for k, v in asdict(load_section("train", args.params)).items() if k not in PASSAGE_PHASE_PARAMS}
+    return run_fingerprint([asdict(run.model_params), train, asdict(run.tokenize_params)],
+                           args.tokens, args.triplets, run.phases, args.teacher)
+
+
+def before_passage_phase(run, start: Path, checkpoints: Path, fingerprint: str) -> float:
+    """Trains (or loads from `start`, when it was saved under `fingerprint`) the phases
+    before the passage phase; returns their best validation figure."""
     if start.is_file():
         saved = torch.load(start, map_location="cpu", weights_only=False)
-        if saved.get("fingerprint") == run.fingerprint:
+        if saved.get("fingerprint") == fingerprint:
             run.model.load_state_dict(saved["state"])
             print(f"phases before the passage phase: loaded from {start} ({SELECT_ON} {saved['best']:.4f})")
             return saved["best"]
@@ -47,7 +60,7 @@ def before_passage_phase(run, start: Path, checkpoints: Path) -> float:
                       lambda epoch, figures: print(f"epoch {epoch}: {SELECT_ON} {figures[SELECT_ON]:.4f}"),
                       checkpoints, run.fingerprint)
     start.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"state": run.model.state_dict(), "best": best[SELECT_ON], "fingerprint": run.fingerprint}, start)
+    torch.save({"state": run.model.state_dict(), "best": best[SELECT_ON], "fingerprint": fingerprint}, start)
     shutil.rmtree(checkpoints, ignore_errors=True)
     return best[SELECT_ON]
 
@@ -74,7 +87,7 @@ def main(argv=None):
     run = setup(args)
     if not run.phases or run.phases[-1].name != PASSAGE_PHASE:
         raise TwoTowerError("no passage phase to tune: set model.passage_encoder: student and train.passage_epochs > 0")
-    before = before_passage_phase(run, args.start, Path(args.checkpoints))
+    before = before_passage_phase(run, args.start, Path(args.checkpoints), earlier_phases_fingerprint(args, run))
     start_state = {k: v.clone() for k, v in run.model.state_dict().items()}
     phase = run.phases[-1]
     results = []
