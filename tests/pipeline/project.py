@@ -40,9 +40,12 @@ def run(cmd, cwd):
     return result.stdout + result.stderr
 
 
-def make_project(repo: Path, params: dict | None = None) -> Path:
+def make_project(repo: Path, params: dict | None = None, cache: Path | None = None) -> Path:
     """Code, dvc.yaml and params.yaml (TINY_PARAMS, then `params`) over tiny raw data, in a
-    fresh git + DVC repo with everything committed; nothing has run yet."""
+    fresh git + DVC repo with everything committed; nothing has run yet. With `cache`, the
+    repo's DVC cache is that folder (set in the untracked `.dvc/config.local`): projects
+    sharing it share DVC's run cache, so a stage one of them ran with the same code, params
+    and data is restored in another instead of run again."""
     for name in ("stages", "src"):
         shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     shutil.copy(ROOT / "dvc.yaml", repo)
@@ -57,6 +60,8 @@ def make_project(repo: Path, params: dict | None = None) -> Path:
     run(["git", "config", "user.email", "tests@example.invalid"], repo)
     run(["dvc", "init", "-q"], repo)
     run(["dvc", "config", "core.analytics", "false"], repo)
+    if cache is not None:
+        run(["dvc", "cache", "dir", "--local", str(cache)], repo)
     (repo / ".gitignore").write_text("/data/raw/\n__pycache__/\n")
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "project"], repo)

@@ -39,11 +39,13 @@ def training_temporaries(repo: Path) -> list[Path]:
     return [p for pattern in TRAIN_TEMPORARIES for p in repo.glob(pattern)]
 
 
-def test_sigkill_during_train_leaves_no_partial_output_and_repro_recovers(tmp_path):
-    repo = make_project(tmp_path / "project")
+def test_sigkill_during_train_leaves_no_partial_output_and_repro_recovers(tmp_path, dvc_cache):
+    # The session's shared cache (so later projects reuse these runs), never read here: with
+    # `--no-run-cache` every stage really runs, train included, and the recovery trains again.
+    repo = make_project(tmp_path / "project", cache=dvc_cache)
     log = tmp_path / "repro.log"
     with open(log, "w") as out:
-        repro = subprocess.Popen(["dvc", "repro"], cwd=repo, env=ENV, stdout=out, stderr=subprocess.STDOUT,
+        repro = subprocess.Popen(["dvc", "repro", "--no-run-cache"], cwd=repo, env=ENV, stdout=out, stderr=subprocess.STDOUT,
                                  start_new_session=True)
     try:
         deadline = time.monotonic() + 600
@@ -68,7 +70,7 @@ def test_sigkill_during_train_leaves_no_partial_output_and_repro_recovers(tmp_pa
     for output in ("models/model.pt", "metrics/train.json", "plots/train", "data/index", "metrics/eval.json"):
         assert not (repo / output).exists(), f"{output} exists after the kill"
 
-    out = run(["dvc", "repro"], repo)
+    out = run(["dvc", "repro", "--no-run-cache"], repo)
     assert "Running stage 'train'" in out
     assert "Running stage 'subsample'" not in out  # finished stages were locked in before the kill
     assert (repo / "models" / "model.pt").is_file() and (repo / "metrics" / "eval.json").is_file()

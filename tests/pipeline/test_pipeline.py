@@ -19,9 +19,11 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    """A copy of the project wired to tiny data, in a fresh git repo, after one `dvc repro`."""
-    repo = make_project(tmp_path_factory.mktemp("project"))
+def project(tmp_path_factory, dvc_cache):
+    """A copy of the project wired to tiny data, in a fresh git repo, after one `dvc repro`
+    (stages an earlier project of the session ran alike come from DVC's run cache;
+    `test_forced_rerun_is_bit_identical` runs every one of them here)."""
+    repo = make_project(tmp_path_factory.mktemp("project"), cache=dvc_cache)
     run(["dvc", "repro"], repo)
     commit(repo, "baseline")
     return repo
