@@ -45,8 +45,8 @@ def test_sigkill_during_train_leaves_no_partial_output_and_repro_recovers(tmp_pa
     repo = make_project(tmp_path / "project", cache=dvc_cache)
     log = tmp_path / "repro.log"
     with open(log, "w") as out:
-        repro = subprocess.Popen(["dvc", "repro", "--no-run-cache"], cwd=repo, env=ENV, stdout=out, stderr=subprocess.STDOUT,
-                                 start_new_session=True)
+        repro = subprocess.Popen(["dvc", "repro", "--no-run-cache"], cwd=repo, env=ENV, stdout=out,
+                                 stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 600
         in_training = []
