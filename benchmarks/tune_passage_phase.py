@@ -20,30 +20,30 @@ the spread is its own, not a whole run's.
 
 import argparse
 import shutil
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from stages.train import setup
+from stages.train import setup, train_fingerprint
 from twotower.errors import TwoTowerError, exit_on_error
 from twotower.files import write_json
 from twotower.model.passage_regression import regress_passages
-from twotower.model.phases import PASSAGE_PHASE, fit_phases, run_fingerprint
+from twotower.model.phases import PASSAGE_PHASE, fit_phases
 from twotower.model.training import SELECT_ON
 from twotower.param_checks import PASSAGE_TABLES
-from twotower.params import load_section
+from twotower.params import TrainParams
 
 # What only the passage phase reads; the phases before it are the same model without them.
 PASSAGE_PHASE_PARAMS = ("passage_epochs", "passage_lr", "passage_table", "passage_contrast")
 
 
 def earlier_phases_fingerprint(args, run) -> str:
-    """The run's fingerprint less the passage phase's own params, which the earlier phases
-    never read: a saved start stays valid when only those change."""
-    train = {k: v for k, v in asdict(load_section("train", args.params)).items() if k not in PASSAGE_PHASE_PARAMS}
-    return run_fingerprint([asdict(run.model_params), train, asdict(run.tokenize_params)],
-                           args.tokens, args.triplets, run.phases, args.teacher)
+    """The run's fingerprint with the passage phase's own params at their defaults: the
+    earlier phases never read them, so a saved start stays valid when only those change."""
+    defaults = TrainParams()
+    earlier = replace(run.train_params, **{name: getattr(defaults, name) for name in PASSAGE_PHASE_PARAMS})
+    return train_fingerprint(args, run.model_params, earlier, run.tokenize_params, run.phases, run.teacher)
 
 
 def before_passage_phase(run, start: Path, checkpoints: Path, fingerprint: str) -> float:

@@ -53,8 +53,18 @@ class TrainRun:
     vocab: list
     tokenizer_json: str | None
     model_params: object
+    train_params: object
     tokenize_params: object
     teacher_params: object
+    teacher: str | None  # the teacher folder the phases read, None when they need none
+
+
+def train_fingerprint(args, model_params, train_params, tokenize_params, phases, teacher) -> str:
+    """What a checkpoint of the run must match (`twotower.model.phases.run_fingerprint`);
+    `benchmarks/tune_passage_phase.py` keys its saved start by it too, with the passage
+    phase's own params set aside."""
+    return run_fingerprint([asdict(model_params), asdict(train_params), asdict(tokenize_params)],
+                           args.tokens, args.triplets, phases, teacher)
 
 
 def setup(args) -> TrainRun:
@@ -99,10 +109,9 @@ def setup(args) -> TrainRun:
 
     phases = plan_phases(train_params, train_split, triplets, args.prepared, args.tokens, args.triplets,
                          teacher, args.teacher, bm25_params, passage_tower=regress, held_out_pids=val_split.pids)
-    fingerprint = run_fingerprint([asdict(model_params), asdict(train_params), asdict(tokenize_params)],
-                                  args.tokens, args.triplets, phases, teacher)
+    fingerprint = train_fingerprint(args, model_params, train_params, tokenize_params, phases, teacher)
     return TrainRun(model, phases, val_split, loss, device, fingerprint, vocab, tokenizer_json, model_params,
-                    tokenize_params, teacher_params)
+                    train_params, tokenize_params, teacher_params, teacher)
 
 
 @exit_on_error
